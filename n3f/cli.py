@@ -1,0 +1,39 @@
+"""The ``n3f`` command line: one subcommand per pipeline stage.
+
+Snakemake rules call these subcommands, so each stage is also usable by hand.
+Problems the user can fix (:class:`N3FInputError`) print one line naming the
+file and the fix and exit with status 2, instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from n3f.errors import N3FInputError
+
+
+def _command_modules():
+    # Imported lazily so that ``n3f --help`` stays fast and a broken optional
+    # stage does not stop the others from running.
+    from n3f.commands import scene
+
+    return [scene]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="n3f", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for module in _command_modules():
+        module.add_parser(sub)
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except N3FInputError as err:
+        print(f"n3f {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the ``n3f`` command line, one module per stage."""

@@ -1,0 +1,1 @@
+"""Importers: turn what users have into :class:`n3f.scene.SceneData`."""

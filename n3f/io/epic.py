@@ -1,0 +1,114 @@
+"""EPIC-KITCHENS / NeuralDiff (EPIC-Diff) sequence importer.
+
+Reads ``<root>/<video id>/meta.json`` as NeuralDiff and the official N3F code
+do: ``ids_all/ids_train/ids_val/ids_test``, ``images`` (id -> file name in
+``frames/``), ``poses`` (id -> 3x4 camera-to-world in NeuralDiff's "right, up,
+back" axes, i.e. COLMAP's pose with the y and z axes negated), per-id
+``nears``/``fars`` and one shared 3x3 ``intrinsics``. Frame ids are the time
+index. Binary masks in ``annotations/`` named like the frames become one
+annotated object (``foreground``) on those frames.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from n3f.errors import N3FInputError
+from n3f.io.images import LazyFrames, read_image, read_mask, resize_factor_for, resizer, scale_intrinsics
+from n3f.scene.data import Annotations, SceneData
+
+_REQUIRED = ("ids_all", "images", "poses", "nears", "fars", "intrinsics")
+NEURALDIFF_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
+
+
+def load_epic(
+    root: str | Path,
+    video: str | None = None,
+    *,
+    name: str | None = None,
+    max_size: int | None = None,
+    annotations_dir: str = "annotations",
+) -> SceneData:
+    """Import one EPIC-Diff sequence (``root/video`` or ``root`` itself)."""
+    seq = Path(root) / video if video else Path(root)
+    meta_path = seq / "meta.json"
+    if not meta_path.is_file():
+        raise N3FInputError(f"EPIC-Diff meta not found: {meta_path}; 'path' must hold <video id>/meta.json.")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as err:
+        raise N3FInputError(f"{meta_path} is not valid JSON: {err}") from err
+    absent = [k for k in _REQUIRED if k not in meta]
+    if absent:
+        raise N3FInputError(f"{meta_path} lacks {absent}; is this a NeuralDiff/EPIC-Diff meta.json?")
+
+    ids = sorted(int(i) for i in meta["ids_all"])
+    lookup = {key: {int(k): v for k, v in meta[key].items()} for key in ("images", "poses", "nears", "fars")}
+    for key, table in lookup.items():
+        lost = [i for i in ids if i not in table]
+        if lost:
+            raise N3FInputError(f"{meta_path}: '{key}' has no entry for frame ids {lost[:5]}; the meta is incomplete.")
+    files = [seq / "frames" / lookup["images"][i] for i in ids]
+    gone = [f for f in files if not f.is_file()]
+    if gone:
+        raise N3FInputError(
+            f"{len(gone)} frames listed in {meta_path} are missing, e.g. {gone[0]}; extract the EPIC-KITCHENS "
+            "frames into frames/ as NeuralDiff's get_started.sh does."
+        )
+    poses = np.array([lookup["poses"][i] for i in ids], dtype=np.float64)
+    if poses.shape[1:] != (3, 4):
+        raise N3FInputError(f"{meta_path}: poses must be 3x4 camera-to-world matrices, got {poses.shape[1:]}.")
+    bad = np.flatnonzero(~np.isfinite(poses).reshape(len(ids), -1).all(axis=1))
+    if len(bad):
+        raise N3FInputError(f"{meta_path}: poses of frame ids {[ids[i] for i in bad[:5]]} contain NaN/Inf.")
+    c2w = np.tile(np.eye(4), (len(ids), 1, 1))
+    c2w[:, :3, :] = poses
+    c2w = c2w @ NEURALDIFF_TO_OPENCV
+    bounds = np.array([[lookup["nears"][i], lookup["fars"][i]] for i in ids], dtype=np.float64)
+
+    h0, w0 = read_image(files[0]).shape[:2]
+    factor = resize_factor_for((h0, w0), max_size)
+    out_wh = (round(w0 * factor), round(h0 * factor))
+    k = scale_intrinsics(np.asarray(meta["intrinsics"], dtype=np.float64), out_wh[0] / w0, out_wh[1] / h0)
+
+    position = {frame_id: row for row, frame_id in enumerate(ids)}
+
+    def rows(key: str) -> np.ndarray:
+        return np.array(sorted(position[int(i)] for i in meta.get(key, []) if int(i) in position), dtype=np.int64)
+
+    annotations = None
+    ann_dir = seq / annotations_dir
+    if ann_dir.is_dir():
+        stems = {p.stem: p for p in ann_dir.iterdir() if p.is_file()}
+        annotated = [r for r, f in enumerate(files) if f.stem in stems]
+        if annotated:
+            modal = np.stack([read_mask(stems[files[r].stem], (out_wh[1], out_wh[0])) for r in annotated])[:, None]
+            annotations = Annotations(np.array(annotated), ["foreground"], modal)
+
+    split = {"train": rows("ids_train") if "ids_train" in meta else np.arange(len(ids)), "val": rows("ids_val")}
+    test = rows("ids_test")
+    if annotations is not None:
+        annotated_rows = np.asarray(annotations.frame_indices)
+        split["query"] = annotated_rows[::5]
+        split["gallery"] = np.setdiff1d(annotated_rows, split["query"])
+    else:
+        split["query"], split["gallery"] = test[:0], test[:0]
+
+    return SceneData(
+        name=name or seq.name,
+        source="epic",
+        frames=LazyFrames(files, resizer(out_wh)),
+        frame_names=[f.name for f in files],
+        c2w=c2w,
+        intrinsics=np.tile(k, (len(ids), 1, 1)),
+        bounds=bounds,
+        layout="egocentric",
+        timestamps=np.array(ids, dtype=np.float64),
+        split=split,
+        annotations=annotations,
+        dynamic=True,
+        attrs={"import": {"path": str(seq), "ids_test": test.tolist(), "max_size": max_size}},
+    )

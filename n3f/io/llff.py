@@ -1,0 +1,100 @@
+"""LLFF ``poses_bounds.npy`` importer (as written by LLFF's ``imgs2poses.py``).
+
+Each row holds a 3x5 matrix ``[R | t | hwf]`` whose rotation columns are in
+LLFF's "down, right, back" order, followed by near and far depth bounds. The
+``hwf`` column refers to the images COLMAP saw (usually full resolution), so
+the focal length is rescaled to the folder actually read (``images_8`` ...).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from n3f.errors import N3FInputError
+from n3f.io.images import LazyFrames, list_images, read_image, read_mask, resize_factor_for, resizer
+from n3f.scene.data import Annotations, SceneData
+
+
+def llff_to_opencv_c2w(poses_bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split rows of ``poses_bounds.npy`` into OpenCV c2w (N,4,4), hwf (N,3), bounds (N,2)."""
+    mats = poses_bounds[:, :15].reshape(-1, 3, 5)
+    down, right, back, t = mats[:, :, 0], mats[:, :, 1], mats[:, :, 2], mats[:, :, 3]
+    c2w = np.tile(np.eye(4), (len(mats), 1, 1))
+    c2w[:, :3, 0] = right
+    c2w[:, :3, 1] = down
+    c2w[:, :3, 2] = -back
+    c2w[:, :3, 3] = t
+    return c2w, mats[:, :, 4], poses_bounds[:, 15:17]
+
+
+def load_llff(
+    root: str | Path,
+    *,
+    name: str = "scene",
+    images: str = "images",
+    masks: str | None = None,
+    max_size: int | None = None,
+    layout: str = "forward",
+) -> SceneData:
+    """Import an LLFF capture: ``root/poses_bounds.npy`` and ``root/<images>/``.
+
+    ``masks`` names an optional folder of binary masks (same file stems as the
+    images), imported as one annotated object, ``foreground``, on every frame.
+    """
+    root = Path(root)
+    pb_path = root / "poses_bounds.npy"
+    if not pb_path.is_file():
+        raise N3FInputError(f"LLFF poses not found: {pb_path}; point 'path' at the folder holding poses_bounds.npy.")
+    try:
+        pb = np.load(pb_path)
+    except (ValueError, OSError) as err:
+        raise N3FInputError(f"cannot read {pb_path}: {err}") from err
+    if pb.ndim != 2 or pb.shape[1] != 17:
+        raise N3FInputError(f"{pb_path} has shape {pb.shape}; LLFF expects (N, 17) rows of 3x5 pose + near/far.")
+    bad = np.flatnonzero(~np.isfinite(pb).all(axis=1))
+    if len(bad):
+        raise N3FInputError(f"{pb_path}: rows {bad[:5].tolist()} contain NaN/Inf; re-run pose estimation for them.")
+    files = list_images(root / images)
+    if len(files) != len(pb):
+        raise N3FInputError(
+            f"{root / images} holds {len(files)} images but {pb_path} has {len(pb)} poses; LLFF pairs them in "
+            "sorted file order, so both must list the same frames."
+        )
+    c2w, hwf, bounds = llff_to_opencv_c2w(pb)
+    h0, w0 = read_image(files[0]).shape[:2]
+    factor = resize_factor_for((h0, w0), max_size)
+    out_w, out_h = round(w0 * factor), round(h0 * factor)
+    intrinsics = np.zeros((len(pb), 3, 3))
+    for i, (h_full, w_full, focal) in enumerate(hwf):
+        sx, sy = out_w / w_full, out_h / h_full
+        intrinsics[i] = [[focal * sx, 0, out_w / 2], [0, focal * sy, out_h / 2], [0, 0, 1]]
+
+    annotations = None
+    if masks:
+        mask_dir = root / masks
+        if not mask_dir.is_dir():
+            raise N3FInputError(f"mask folder not found: {mask_dir}; remove 'masks' from the config or fix the name.")
+        by_stem = {p.stem: p for p in mask_dir.iterdir() if p.is_file()}
+        annotated = [i for i, f in enumerate(files) if f.stem in by_stem]
+        if not annotated:
+            raise N3FInputError(f"no mask in {mask_dir} matches an image stem of {root / images}.")
+        if len(annotated) < len(files):
+            print(f"[llff] {len(files) - len(annotated)} images have no mask in {mask_dir}", file=sys.stderr)
+        modal = np.stack([read_mask(by_stem[files[i].stem], (out_h, out_w)) for i in annotated])[:, None]
+        annotations = Annotations(np.array(annotated), ["foreground"], modal)
+
+    return SceneData(
+        name=name,
+        source="llff",
+        frames=LazyFrames(files, resizer((out_w, out_h))),
+        frame_names=[f.name for f in files],
+        c2w=c2w,
+        intrinsics=intrinsics,
+        bounds=bounds,
+        layout=layout,
+        annotations=annotations,
+        attrs={"import": {"path": str(root), "images": images, "masks": masks, "max_size": max_size}},
+    )

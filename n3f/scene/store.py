@@ -93,6 +93,18 @@ def write_scene(scene: SceneData, path: str | Path, *, normalise: bool = True, p
     timestamps = (
         np.arange(n, dtype=np.float64) if scene.timestamps is None else np.asarray(scene.timestamps, np.float64)
     )
+    try:
+        _write_arrays(scene, tmp, n, h, w, c2w_n, bounds_n, split, timestamps, centre, scale, progress)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+    return path
+
+
+def _write_arrays(scene, tmp, n, h, w, c2w_n, bounds_n, split, timestamps, centre, scale, progress) -> None:
     root = zarr.open_group(str(tmp), mode="w")
     frames = root.create_array("frames", shape=(n, h, w, 3), dtype="uint8", chunks=(1, h, w, 3))
     for i in range(n):
@@ -146,10 +158,6 @@ def write_scene(scene: SceneData, path: str | Path, *, normalise: bool = True, p
             **scene.attrs,
         }
     )
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(tmp, path)
-    return path
 
 
 class SceneStore:

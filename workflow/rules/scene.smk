@@ -1,0 +1,66 @@
+# Stage 1: frames, structure-from-motion and the canonical scene store.
+
+
+rule frames:
+    input:
+        video=lambda wc: scene_entry(wc)["path"],
+    output:
+        directory(f"{INTERMEDIATE}/{{scene}}/frames"),
+    params:
+        frames=lambda wc: json.dumps(scene_entry(wc).get("frames", {})),
+    log:
+        "logs/frames/{scene}.log",
+    benchmark:
+        "benchmarks/frames/{scene}.tsv"
+    threads: 1
+    conda:
+        "../../environment.yml"
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "n3f frames --video {input.video:q} --out {output:q} --options {params.frames:q} > {log:q} 2>&1"
+
+
+rule sfm:
+    input:
+        images=sfm_images,
+    output:
+        directory(f"{INTERMEDIATE}/{{scene}}/sfm"),
+    params:
+        sfm=lambda wc: json.dumps(scene_entry(wc).get("sfm", {})),
+    log:
+        "logs/sfm/{scene}.log",
+    benchmark:
+        "benchmarks/sfm/{scene}.tsv"
+    threads: 4
+    conda:
+        "../../environment.yml"
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    shell:
+        "n3f sfm --images {input.images:q} --out {output:q} --options {params.sfm:q}"
+        " --threads {threads} > {log:q} 2>&1"
+
+
+rule scene:
+    input:
+        unpack(scene_inputs),
+    output:
+        directory(f"{RESULTS}/{{scene}}/scene.zarr"),
+    params:
+        spec=lambda wc: json.dumps(scene_entry(wc)),
+        sfm=sfm_flags,
+    log:
+        "logs/scene/{scene}.log",
+    benchmark:
+        "benchmarks/scene/{scene}.tsv"
+    threads: 1
+    conda:
+        "../../environment.yml"
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "n3f scene --spec {params.spec:q} --out {output:q} {params.sfm} > {log:q} 2>&1"

@@ -1,0 +1,1 @@
+"""Uses of fused features, each scored against ground truth where it exists."""

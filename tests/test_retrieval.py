@@ -1,0 +1,78 @@
+"""Retrieval AP/mAP: checked against scikit-learn and on cases with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score
+
+from n3f.scene import Annotations, SceneData, SceneStore, write_scene
+from n3f.tasks.retrieval import average_precision, mean_ap, retrieval_rows
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_ap_matches_sklearn_with_and_without_ties(seed):
+    rng = np.random.default_rng(seed)
+    labels = rng.random(500) < 0.2
+    continuous = rng.normal(size=500) + labels
+    tied = np.round(continuous * 2) / 2  # many ties, across positives and negatives
+    for scores in (continuous, tied):
+        assert average_precision(scores, labels) == pytest.approx(average_precision_score(labels, scores), abs=1e-12)
+
+
+def test_perfect_and_constant_rankings():
+    labels = np.zeros(100, bool)
+    labels[:30] = True
+    assert average_precision(labels.astype(float), labels) == pytest.approx(1.0)
+    # one tie group: AP equals the positive fraction
+    assert average_precision(np.zeros(100), labels) == pytest.approx(0.3)
+
+
+def test_no_positive_is_an_error():
+    with pytest.raises(ValueError):
+        average_precision(np.arange(3.0), np.zeros(3, bool))
+
+
+def _store(tmp_path) -> SceneStore:
+    n, h, w = 6, 10, 12
+    modal = np.zeros((n, 2, h, w), bool)
+    for f in range(n):
+        modal[f, 0, 2:5, f : f + 4] = True  # object "a" moves across frames
+        modal[f, 1, 6:9, 2:6] = f != 3  # object "b" hidden in frame 3
+    scene = SceneData(
+        name="grid",
+        source="test",
+        frames=np.zeros((n, h, w, 3), np.uint8),
+        frame_names=[str(i) for i in range(n)],
+        c2w=np.tile(np.eye(4), (n, 1, 1)),
+        intrinsics=np.tile(np.eye(3), (n, 1, 1)),
+        bounds=np.tile([0.1, 1.0], (n, 1)),
+        layout="forward",
+        split={"train": np.arange(n), "val": np.arange(0), "query": np.array([0]), "gallery": np.arange(1, n)},
+        annotations=Annotations(np.arange(n), ["a", "b"], modal),
+    )
+    scene.c2w[:, 0, 3] = np.arange(n)  # distinct cameras
+    return SceneStore(write_scene(scene, tmp_path / "grid.zarr", normalise=False, progress=False))
+
+
+def test_perfect_features_give_map_one_and_hidden_object_is_skipped(tmp_path):
+    store = _store(tmp_path)
+
+    def one_hot(frame):
+        m = store.masks(frame)
+        bg = ~(m[0] | m[1])
+        return np.stack([m[0], m[1], bg], -1).astype(np.float32)
+
+    rows = retrieval_rows(store, one_hot, teacher="t", method="teacher")
+    assert len(rows) == 2 * 5
+    skipped = rows[rows["ap"].isna()]
+    assert list(zip(skipped["object"], skipped["gallery"])) == [("b", 3)]
+    assert "not visible" in skipped["note"].iloc[0]
+    assert mean_ap(rows) == pytest.approx(1.0)
+
+
+def test_constant_features_give_positive_fraction(tmp_path):
+    store = _store(tmp_path)
+    rows = retrieval_rows(store, lambda f: np.ones((10, 12, 4), np.float32), teacher="t", method="teacher")
+    a = rows[rows["object"] == "a"]
+    assert np.allclose(a["ap"], 12 / 120)

@@ -76,3 +76,32 @@ def test_constant_features_give_positive_fraction(tmp_path):
     rows = retrieval_rows(store, lambda f: np.ones((10, 12, 4), np.float32), teacher="t", method="teacher")
     a = rows[rows["object"] == "a"]
     assert np.allclose(a["ap"], 12 / 120)
+
+
+def test_tables_regenerate_from_rows(tmp_path):
+    import pandas as pd
+
+    from n3f.tasks.tables import write_retrieval_tables
+
+    rows = pd.DataFrame(
+        {
+            "scene": ["s1"] * 4 + ["s2"] * 4,
+            "teacher": ["dino"] * 8,
+            "method": ["teacher", "teacher", "n3f", "n3f"] * 2,
+            "object": ["a"] * 8,
+            "query": [0] * 8,
+            "gallery": [1, 2, 1, 2] * 2,
+            "ap": [0.2, 0.4, 0.6, np.nan, 0.5, 0.5, 0.9, 0.7],
+            "note": [""] * 8,
+        }
+    )
+    files = []
+    for scene, part in rows.groupby("scene"):
+        files.append(tmp_path / f"{scene}.csv")
+        part.to_csv(files[-1], index=False)
+    long = write_retrieval_tables(files, tmp_path / "map.csv", tmp_path / "map.md")
+    got = {(r.scene, r.method): r.map for r in long.itertuples()}
+    assert got == pytest.approx({("s1", "teacher"): 30.0, ("s1", "n3f"): 60.0, ("s2", "teacher"): 50.0, ("s2", "n3f"): 80.0})
+    md = (tmp_path / "map.md").read_text()
+    assert "| dino | 30.0 | 50.0 | 40.0 |  |" in md
+    assert "| N3F(dino) | 60.0 | 80.0 | 70.0 | +30.0 |" in md

@@ -1,0 +1,67 @@
+"""Aggregated tables from per-query rows, in the layout of the paper's Table 1.
+
+Tables are always recomputed from the per-query rows each scene's evaluation
+writes, never typed in or cached, so a table cannot disagree with its rows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from n3f.errors import N3FInputError
+
+
+def load_rows(paths: Iterable[str | Path]) -> pd.DataFrame:
+    frames = []
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise N3FInputError(f"retrieval rows not found: {path}; run that scene's eval_retrieval first.")
+        frames.append(pd.read_csv(path))
+    if not frames:
+        raise N3FInputError("no retrieval rows to aggregate; the config lists no evaluated scene.")
+    return pd.concat(frames, ignore_index=True)
+
+
+def retrieval_map(rows: pd.DataFrame) -> pd.DataFrame:
+    """Long form: one row per (scene, teacher, method) with its mAP in percent."""
+    valid = rows.dropna(subset=["ap"])
+    table = (
+        valid.groupby(["scene", "teacher", "method"], sort=True)["ap"]
+        .agg(map=lambda s: 100.0 * s.mean(), n="count")
+        .reset_index()
+    )
+    return table
+
+
+def table1_markdown(long: pd.DataFrame) -> str:
+    """Rows: each teacher, then N3F(teacher); columns: scenes, Average, gain over the teacher."""
+    scenes = sorted(long["scene"].unique())
+    lines = ["| method | " + " | ".join(scenes) + " | Average | gain |", "|---" * (len(scenes) + 3) + "|"]
+    wide = long.pivot_table(index=["teacher", "method"], columns="scene", values="map")
+    for teacher in sorted(long["teacher"].unique()):
+        base = None
+        for method, label in (("teacher", teacher), ("n3f", f"N3F({teacher})")):
+            if (teacher, method) not in wide.index:
+                continue
+            values = wide.loc[(teacher, method)].reindex(scenes)
+            avg = values.mean()
+            gain = "" if method == "teacher" or base is None else f"{avg - base:+.1f}"
+            if method == "teacher":
+                base = avg
+            cells = ["–" if pd.isna(v) else f"{v:.1f}" for v in values]
+            lines.append(f"| {label} | " + " | ".join(cells) + f" | {avg:.1f} | {gain} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_retrieval_tables(row_files: Iterable[str | Path], out_csv: str | Path, out_md: str | Path) -> pd.DataFrame:
+    long = retrieval_map(load_rows(row_files))
+    long.to_csv(out_csv, index=False)
+    Path(out_md).write_text(
+        "# Object retrieval mAP (%)\n\nPaper protocol (Table 1 layout); computed from per-query rows.\n\n"
+        + table1_markdown(long)
+    )
+    return long

@@ -3,6 +3,7 @@ pose, intrinsic and depth is known exactly."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -254,3 +255,14 @@ def test_missing_images_dir(tmp_path: Path) -> None:
     shutil.rmtree(m["images"])
     with pytest.raises(N3FInputError, match="image folder not found"):
         load_colmap(m["model"], m["images"])
+
+
+def test_video_frame_times_are_kept(tmp_path: Path) -> None:
+    """Frames extracted from a video carry their timestamps through SfM."""
+    m = build_model(tmp_path, [pinhole()], n_images=3)
+    names = sorted(m["w2c"])
+    index = {"frames": [{"file": n, "index": 5 * i, "time": 0.5 * i} for i, n in enumerate(names)]}
+    (m["images"] / "frames.json").write_text(json.dumps(index))
+    scene = load_colmap(m["model"], m["images"])
+    np.testing.assert_allclose(scene.timestamps, [0.0, 0.5, 1.0])
+    assert load_colmap(m["model"], m["images"]).frame_names == names

@@ -33,6 +33,7 @@ import pycolmap
 
 from n3f.errors import N3FInputError
 from n3f.io.images import read_image, resize_factor_for, scale_intrinsics
+from n3f.io.video import INDEX_FILE, frame_times
 from n3f.scene.data import SceneData
 
 MODEL_FILES = ("cameras", "images", "points3D")
@@ -106,7 +107,7 @@ def read_model(model_dir: str | Path) -> pycolmap.Reconstruction:
 
 
 def cam_from_world_matrix(image: pycolmap.Image) -> np.ndarray:
-    """4x4 world-to-camera matrix (``cam_from_world`` became a method in pycolmap 3.12)."""
+    """4x4 world-to-camera matrix (``cam_from_world`` is a property in older pycolmap, a method in 4.x)."""
     cfw = image.cam_from_world
     if callable(cfw):
         cfw = cfw()
@@ -255,6 +256,20 @@ def _depth_bounds(rec: pycolmap.Reconstruction, image_ids: list[int], w2c: np.nd
     return bounds
 
 
+def _video_timestamps(images_dir: Path, names: list[str]) -> np.ndarray | None:
+    """Seconds of each frame if ``images_dir`` was written by :func:`n3f.io.video.extract_frames`.
+
+    This is how a video scene keeps its time code through the frames -> sfm ->
+    scene stages without another argument.
+    """
+    if not (images_dir / INDEX_FILE).is_file():
+        return None
+    times = frame_times(images_dir)
+    if not all(n in times for n in names):
+        return None
+    return np.array([times[n] for n in names], dtype=np.float64)
+
+
 def load_colmap(
     model_dir: str | Path,
     images_dir: str | Path,
@@ -270,7 +285,9 @@ def load_colmap(
     folder the model's image names are relative to. Images on disk that are a
     uniformly downscaled version of the model's camera (e.g. LLFF's
     ``images_4``) are accepted and the camera rescaled. Frames are sorted by
-    image name. ``max_size`` caps the longer side of the stored frames.
+    image name. ``max_size`` caps the longer side of the stored frames. If
+    ``images_dir`` holds frames extracted from a video (``frames.json``), their
+    timestamps in seconds are kept.
     """
     images_dir = Path(images_dir)
     path = find_model_dir(model_dir)
@@ -339,6 +356,7 @@ def load_colmap(
 
     models = sorted({rec.cameras[rec.images[i].camera_id].model.name for i in image_ids})
     return SceneData(
+        timestamps=_video_timestamps(images_dir, names),
         name=name,
         source=str(path),
         frames=ColmapFrames(paths, [warps[k] for k in keys]),

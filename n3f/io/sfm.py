@@ -24,13 +24,12 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import pycolmap
 
 from n3f.errors import N3FInputError
 from n3f.io.colmap import load_colmap
 from n3f.io.images import list_images
-from n3f.io.video import extract_frames, frame_times
+from n3f.io.video import extract_frames
 from n3f.scene.data import SceneData
 
 MODEL_DIR = "model"
@@ -38,7 +37,13 @@ SUMMARY_FILE = "sfm.json"
 
 
 def _threads(num_threads: int | None) -> int:
-    return int(num_threads) if num_threads else max(1, os.cpu_count() or 1)
+    """Requested threads, else the cores this process may use (respects SLURM/taskset)."""
+    if num_threads:
+        return int(num_threads)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def _pick_largest(models: dict[int, pycolmap.Reconstruction]) -> pycolmap.Reconstruction | None:
@@ -89,7 +94,8 @@ def run_sfm(
 
     names = [p.name for p in images]
     settings = {
-        "images": names,
+        # Names, sizes and times: re-extracted or edited images invalidate the model.
+        "images": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in images],
         "matcher": matcher,
         "camera_model": camera_model,
         "camera_params": list(camera_params) if camera_params else None,
@@ -108,8 +114,10 @@ def run_sfm(
             return model_dir
 
     threads = _threads(num_threads)
+    log_level = int(pycolmap.logging.minloglevel)
     if not verbose:
-        pycolmap.logging.minloglevel = max(int(pycolmap.logging.minloglevel), 1)  # warnings and up
+        # COLMAP's INFO/WARNING lines run to thousands; our own summary says what matters.
+        pycolmap.logging.minloglevel = max(log_level, 2)
     pycolmap.set_random_seed(seed)
 
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -162,7 +170,9 @@ def run_sfm(
         models = pycolmap.incremental_mapping(database, images_dir, tmp / "sparse", options=mapping)
         best = _pick_largest(models)
         registered = best.num_reg_images() if best is not None else 0
-        print(f"[sfm] registered {registered}/{len(names)} frames ({images_dir})", file=sys.stderr, flush=True)
+        sizes = sorted((m.num_reg_images() for m in models.values()), reverse=True)
+        extra = f"; largest of {len(sizes)} models of {sizes} frames" if len(sizes) > 1 else ""
+        print(f"[sfm] registered {registered}/{len(names)} frames ({images_dir}{extra})", file=sys.stderr, flush=True)
         _check_registered(registered, len(names), min_registered_fraction, images_dir)
 
         out_model = tmp / MODEL_DIR
@@ -193,6 +203,7 @@ def run_sfm(
             os.replace(tmp / name, old)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        pycolmap.logging.minloglevel = log_level
     return model_dir
 
 
@@ -266,7 +277,7 @@ def load_video_with_sfm(
     scene = load_colmap(model, frames_dir, name=name, max_size=max_size, layout=layout)
     scene.source = str(video_path)
     _warn_dropped(scene, [p.name for p in files], video_path)
-    times = frame_times(frames_dir)
-    scene.timestamps = np.array([times[n] for n in scene.frame_names], dtype=np.float64)
+    if scene.timestamps is None:  # load_colmap reads them from frames.json
+        raise N3FInputError(f"{frames_dir / 'frames.json'} lacks some frames; delete {frames_dir} and rerun.")
     scene.attrs["sfm"] = {"work_dir": str(work_dir), "registered": len(scene.frame_names)}
     return scene

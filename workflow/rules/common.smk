@@ -58,3 +58,10 @@ def sfm_flags(wildcards):
             f"--images {sfm_images(wildcards)}"
         )
     return ""
+
+
+def sfm_options(wildcards):
+    """Unordered photos need exhaustive matching; video frames are matched sequentially."""
+    entry = scene_entry(wildcards)
+    default = {"matcher": "exhaustive" if entry["source"] == "images" else "sequential"}
+    return {**default, **entry.get("sfm", {})}

@@ -28,7 +28,7 @@ rule sfm:
     output:
         directory(f"{INTERMEDIATE}/{{scene}}/sfm"),
     params:
-        sfm=lambda wc: json.dumps(scene_entry(wc).get("sfm", {})),
+        sfm=lambda wc: json.dumps(sfm_options(wc)),
     log:
         "logs/sfm/{scene}.log",
     benchmark:

@@ -21,7 +21,9 @@ def intrinsics(width: int, height: int, fov_x_deg: float) -> np.ndarray:
     return np.array([[f, 0.0, width / 2], [0.0, f, height / 2], [0.0, 0.0, 1.0]])
 
 
-def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 0.0, 1.0]), roll: float = 0.0) -> np.ndarray:
+def look_at(
+    eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 0.0, 1.0]), roll: float = 0.0
+) -> np.ndarray:
     """Camera-to-world matrix of a camera at ``eye`` looking at ``target``."""
     z = target - eye
     z = z / np.linalg.norm(z)
@@ -36,7 +38,9 @@ def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0,
     return c2w
 
 
-def orbit_path(n: int, radius: float, target: np.ndarray, phase: float, elevation_deg: tuple[float, float] = (24.0, 40.0)) -> np.ndarray:
+def orbit_path(
+    n: int, radius: float, target: np.ndarray, phase: float, elevation_deg: tuple[float, float] = (24.0, 40.0)
+) -> np.ndarray:
     """``n`` cameras on one loop around ``target``, elevation oscillating in the given range."""
     lo, hi = elevation_deg
     out = []
@@ -49,7 +53,9 @@ def orbit_path(n: int, radius: float, target: np.ndarray, phase: float, elevatio
     return np.stack(out)
 
 
-def forward_path(n: int, radius: float, target: np.ndarray, phase: float, spread: tuple[float, float] = (0.6, 0.35)) -> np.ndarray:
+def forward_path(
+    n: int, radius: float, target: np.ndarray, phase: float, spread: tuple[float, float] = (0.6, 0.35)
+) -> np.ndarray:
     """LLFF-like spiral of ``n`` cameras in a patch facing ``target`` from one side."""
     el = np.radians(32.0)
     base_eye = target + radius * np.array([np.cos(el) * np.cos(phase), np.cos(el) * np.sin(phase), np.sin(el)])
@@ -75,8 +81,10 @@ def egocentric_path(n: int, rng: np.random.Generator, table_half: float) -> np.n
         eye = np.array(
             [
                 0.55 * np.sin(2 * np.pi * 0.5 * s + ph[0]) + 0.06 * np.sin(2 * np.pi * 3.1 * s + ph[1]),
-                -0.75 * table_half + 0.12 * np.sin(2 * np.pi * 1.3 * s + ph[2]) + 0.04 * np.sin(2 * np.pi * 4.3 * s + ph[3]),
-                1.45 + 0.08 * np.sin(2 * np.pi * 1.7 * s + ph[4]) + 0.03 * np.sin(2 * np.pi * 5.2 * s + ph[5]),
+                -0.9 * table_half
+                + 0.12 * np.sin(2 * np.pi * 1.3 * s + ph[2])
+                + 0.04 * np.sin(2 * np.pi * 4.3 * s + ph[3]),
+                1.6 + 0.08 * np.sin(2 * np.pi * 1.7 * s + ph[4]) + 0.03 * np.sin(2 * np.pi * 5.2 * s + ph[5]),
             ]
         )
         target = np.array(

@@ -14,7 +14,7 @@ re-intersect rays or test point membership without importing this renderer.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -23,6 +23,15 @@ EPS = 1e-6  # minimum ray parameter: avoids self-hits of shadow rays
 
 def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", a, b)
+
+
+def rowmul(a: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """``a @ m`` for many rows ((R, 3) x (3, K) or (3,)) without BLAS.
+
+    einsum stays single-threaded: BLAS threads on such thin products cost
+    more than they save, and fight other jobs for the cores.
+    """
+    return np.einsum("ij,jk->ik", a, m) if m.ndim == 2 else np.einsum("ij,j->i", a, m)
 
 
 def _normalise(v: np.ndarray) -> np.ndarray:
@@ -109,11 +118,11 @@ class Box(Primitive):
     type: str = field(default="box", init=False)
 
     def _to_local(self, points: np.ndarray) -> np.ndarray:
-        return (points - self.center) @ self.rotation  # R^T (p - c), row-wise
+        return rowmul(points - self.center, self.rotation)  # R^T (p - c), row-wise
 
     def intersect(self, origins: np.ndarray, dirs: np.ndarray) -> np.ndarray:
         o = self._to_local(origins)
-        d = dirs @ self.rotation
+        d = rowmul(dirs, self.rotation)
         d = np.where(np.abs(d) < 1e-12, 1e-12, d)  # slabs parallel to the ray: huge, signed t
         inv = 1.0 / d
         t1 = (-self.half_extents - o) * inv
@@ -128,7 +137,7 @@ class Box(Primitive):
         n = np.zeros_like(p)
         rows = np.arange(len(p))
         n[rows, axis] = np.sign(p[rows, axis])
-        return n @ self.rotation.T
+        return rowmul(n, self.rotation.T)
 
     def local(self, points: np.ndarray) -> np.ndarray:
         return self._to_local(points)
@@ -231,7 +240,7 @@ class Capsule(Primitive):
 
     def _closest_on_segment(self, points: np.ndarray) -> np.ndarray:
         ba = self.p1 - self.p0
-        h = np.clip((points - self.p0) @ ba / (ba @ ba), 0.0, 1.0)
+        h = np.clip(rowmul(points - self.p0, ba) / (ba @ ba), 0.0, 1.0)
         return self.p0 + h[:, None] * ba
 
     def intersect(self, origins: np.ndarray, dirs: np.ndarray) -> np.ndarray:
@@ -240,8 +249,8 @@ class Capsule(Primitive):
         ba = self.p1 - self.p0
         oa = origins - self.p0
         baba = ba @ ba
-        bard = dirs @ ba
-        baoa = oa @ ba
+        bard = rowmul(dirs, ba)
+        baoa = rowmul(oa, ba)
         rdoa = _dot(dirs, oa)
         oaoa = _dot(oa, oa)
         a = baba - bard * bard
@@ -328,7 +337,9 @@ def primitive_from_json(d: dict[str, Any]) -> Primitive:
     if kind == "sphere":
         return Sphere(np.asarray(d["center"], float), float(d["radius"]))
     if kind == "box":
-        return Box(np.asarray(d["center"], float), np.asarray(d["half_extents"], float), np.asarray(d["rotation"], float))
+        return Box(
+            np.asarray(d["center"], float), np.asarray(d["half_extents"], float), np.asarray(d["rotation"], float)
+        )
     if kind == "cylinder":
         return Cylinder(np.asarray(d["base_center"], float), float(d["radius"]), float(d["height"]))
     if kind == "capsule":
@@ -342,3 +353,52 @@ def yaw_rotation(yaw: float) -> np.ndarray:
     """Rotation about world z by ``yaw`` radians."""
     c, s = np.cos(yaw), np.sin(yaw)
     return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def intersect_all(prims: Sequence[Primitive], origins: np.ndarray, dirs: np.ndarray) -> np.ndarray:
+    """Hit distances (P, R) of every primitive, ``inf`` on a miss.
+
+    ``origins`` may be a single (3,) point shared by all rays (camera rays) or
+    ``dirs`` a single (3,) direction (shadow rays towards the sun); the other
+    is (R, 3). Each primitive's bounding sphere is first tested for all rays
+    at once with one thin product, in the form that the shared vector makes
+    cheapest; the exact (costlier) test then runs only on rays that pass, so
+    objects covering a small part of an image cost little. The result equals
+    ``[p.intersect(o, d) for p in prims]`` with ``o``, ``d`` broadcast to (R, 3).
+    """
+    origins, dirs = np.asarray(origins, float), np.asarray(dirs, float)
+    n = max(len(origins) if origins.ndim == 2 else 1, len(dirs) if dirs.ndim == 2 else 1)
+    out = np.full((len(prims), n), np.inf)
+    if not len(prims):
+        return out
+    spheres = [p.bounding_sphere() for p in prims]
+    centres = np.stack([c for c, _ in spheres])  # (P, 3)
+    radii = np.array([r for _, r in spheres]) * 1.001 + 1e-9
+    if origins.ndim == 1:
+        # Ray d hits the sphere only if angle(d, c - o) <= asin(r / |c - o|).
+        oc = centres - origins[None]
+        dist2 = (oc * oc).sum(axis=1)
+        cos_min = np.sqrt(np.maximum(dist2 - radii**2, 0.0)) - 1e-9
+        proj = np.einsum("pk,rk->pr", oc, dirs)
+        cand = np.where((dist2 <= radii**2)[:, None], True, proj >= cos_min[:, None])
+    elif dirs.ndim == 1:
+        # Distance from the centre to each ray's line, all lines parallel to d.
+        along = np.einsum("rk,k->r", origins, dirs)  # o . d
+        c_along = centres @ dirs
+        q = origins - along[:, None] * dirs  # origins projected on the plane normal to d
+        qc = centres - c_along[:, None] * dirs[None]
+        d2 = (q * q).sum(axis=1)[None] + (qc * qc).sum(axis=1)[:, None] - 2.0 * np.einsum("pk,rk->pr", qc, q)
+        ahead = (c_along[:, None] - along[None]) >= -radii[:, None]
+        cand = (d2 <= (radii**2)[:, None] + 1e-12) & ahead
+    else:
+        oc = origins[None] - centres[:, None]  # (P, R, 3)
+        b = np.einsum("prk,rk->pr", oc, dirs)
+        disc = b * b - ((oc * oc).sum(axis=2) - (radii**2)[:, None])
+        cand = (disc >= 0) & (-b + np.sqrt(np.maximum(disc, 0.0)) > EPS)
+    for j, prim in enumerate(prims):
+        rows = np.flatnonzero(cand[j])
+        if len(rows):
+            o = origins[rows] if origins.ndim == 2 else np.broadcast_to(origins, (len(rows), 3))
+            d = dirs[rows] if dirs.ndim == 2 else np.broadcast_to(dirs, (len(rows), 3))
+            out[j, rows] = prim.intersect(o, d)
+    return out

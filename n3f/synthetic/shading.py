@@ -48,7 +48,7 @@ class Lighting:
         """
         n = np.where((np.einsum("ij,ij->i", normals, view_dirs) > 0)[:, None], -normals, normals)
         sun = self.sun
-        ndl = np.clip(n @ sun, 0.0, None)
+        ndl = np.clip(np.einsum("ij,j->i", n, sun), 0.0, None)
         half = sun[None] - view_dirs
         half /= np.maximum(np.linalg.norm(half, axis=1, keepdims=True), 1e-12)
         ndh = np.clip(np.einsum("ij,ij->i", n, half), 0.0, None)

@@ -11,40 +11,51 @@ table) for SIFT features to match between views of a rendered video.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
-_MASK32 = 0xFFFFFFFF
 TEXTURE_KINDS = ("checker", "stripes", "dots", "noise")
 
 
+@lru_cache(maxsize=64)
+def _tables(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Permutation table (doubled, so sums need no wrap) and lattice values for ``seed``."""
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x5EED])
+    perm = rng.permutation(256).astype(np.int64)
+    return np.concatenate([perm, perm]), rng.random(256)
+
+
 def lattice_hash(ix: np.ndarray, iy: np.ndarray, iz: np.ndarray, seed: int) -> np.ndarray:
-    """Uniform [0, 1) value per integer lattice point (a 32-bit integer mixer)."""
-    h = (ix.astype(np.int64) * 73856093) ^ (iy.astype(np.int64) * 19349663) ^ (iz.astype(np.int64) * 83492791)
-    h = (h ^ (int(seed) * 2654435761)) & _MASK32
-    h ^= h >> 16
-    h = (h * 0x7FEB352D) & _MASK32
-    h ^= h >> 15
-    h = (h * 0x846CA68B) & _MASK32
-    h ^= h >> 16
-    return h.astype(np.float64) / 4294967296.0
+    """Uniform [0, 1) value per integer lattice point (Perlin-style permutation hash).
+
+    Table look-ups are much cheaper in numpy than integer mixing; the lattice
+    repeats every 256 cells, far beyond any texture's extent.
+    """
+    perm, values = _tables(int(seed))
+    return values[perm[perm[perm[ix & 255] + (iy & 255)] + (iz & 255)]]
 
 
 def value_noise(p: np.ndarray, seed: int) -> np.ndarray:
     """Smooth 3D value noise in [0, 1] at points ``p`` (R, 3)."""
+    perm, values = _tables(int(seed))
     i = np.floor(p)
     f = p - i
     u = f * f * (3.0 - 2.0 * f)
-    i = i.astype(np.int64)
+    i = i.astype(np.int64) & 255
+    wx = (1.0 - u[:, 0], u[:, 0])
+    wy = (1.0 - u[:, 1], u[:, 1])
+    wz = (1.0 - u[:, 2], u[:, 2])
+    iz = (i[:, 2], (i[:, 2] + 1) & 255)
     out = np.zeros(len(p))
     for dx in (0, 1):
-        wx = u[:, 0] if dx else 1.0 - u[:, 0]
+        px = perm[i[:, 0] + dx]
         for dy in (0, 1):
-            wy = u[:, 1] if dy else 1.0 - u[:, 1]
+            pxy = perm[px + ((i[:, 1] + dy) & 255)]
+            wxy = wx[dx] * wy[dy]
             for dz in (0, 1):
-                wz = u[:, 2] if dz else 1.0 - u[:, 2]
-                out += wx * wy * wz * lattice_hash(i[:, 0] + dx, i[:, 1] + dy, i[:, 2] + dz, seed)
+                out += wxy * wz[dz] * values[perm[pxy + iz[dz]]]
     return out
 
 
@@ -83,7 +94,7 @@ class Texture:
         if self.kind == "checker":
             w = (np.floor(q).astype(np.int64).sum(axis=1) % 2).astype(float)
         elif self.kind == "stripes":
-            w = (np.sin(2 * np.pi * (q @ np.asarray(self.axis))) > 0).astype(float)
+            w = (np.sin(2 * np.pi * np.einsum("ij,j->i", q, np.asarray(self.axis))) > 0).astype(float)
         elif self.kind == "dots":
             cell = np.floor(q)
             w = (np.linalg.norm(q - cell - 0.5, axis=1) < 0.3).astype(float)
@@ -115,7 +126,8 @@ class TableTexture:
     seed: int
     base_a: tuple[float, float, float] = (0.55, 0.42, 0.30)
     base_b: tuple[float, float, float] = (0.78, 0.66, 0.50)
-    dot_spacing: float = 0.3
+    dot_spacing: float = 0.22
+    speckle_scale: float = 0.045
 
     def evaluate(self, p: np.ndarray) -> np.ndarray:
         xy = p[:, :2]
@@ -124,13 +136,17 @@ class TableTexture:
         w = fbm(stretched, self.seed, 3)
         a, b = np.asarray(self.base_a), np.asarray(self.base_b)
         albedo = a + np.clip((w - 0.25) * 2.0, 0, 1)[:, None] * (b - a)
+        # Granite-like dark speckles: small, irregular, everywhere (corners for SIFT).
+        flat = np.stack([xy[:, 0], xy[:, 1], np.full(len(p), 0.5)], axis=1) / self.speckle_scale
+        speck = np.clip((value_noise(flat, self.seed + 5) - 0.68) * 6.0, 0.0, 1.0)
+        albedo = albedo * (1.0 - 0.55 * speck)[:, None]
         q = xy / self.dot_spacing
         cell = np.floor(q).astype(np.int64)
         zero = np.zeros_like(cell[:, 0])
         h = [lattice_hash(cell[:, 0], cell[:, 1], zero + k, self.seed + 101) for k in range(6)]
-        centre = cell + 0.2 + 0.6 * np.stack([h[0], h[1]], axis=1)
-        radius = 0.08 + 0.16 * h[2]
-        inside = (np.linalg.norm(q - centre, axis=1) < radius) & (h[3] < 0.55)
+        centre = cell + 0.25 + 0.5 * np.stack([h[0], h[1]], axis=1)
+        radius = 0.07 + 0.18 * h[2]
+        inside = (np.linalg.norm(q - centre, axis=1) < radius) & (h[3] < 0.6)
         dot_colour = np.stack([h[4], h[5], 1.0 - 0.5 * (h[4] + h[5])], axis=1)
         dot_colour = 0.1 + 0.85 * dot_colour
         return np.where(inside[:, None], dot_colour, albedo)

@@ -10,6 +10,8 @@ configfile: "config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/scene.smk"
+include: "workflow/rules/teachers.smk"
+include: "workflow/rules/fields.smk"
 
 
 rule all:

@@ -14,20 +14,65 @@ if len(SCENES) != len(config["scenes"]):
     raise ValueError("config: scene names must be unique")
 
 
+TEACHERS = {entry["name"]: entry for entry in config["teachers"]}
+FIELDS = ("grid", "nerf", "neuraldiff")
+
+
 wildcard_constraints:
     scene="|".join(map(str, SCENES)) or "NO_SCENES",
+    teacher="|".join(map(str, TEACHERS)) or "NO_TEACHERS",
+    field="|".join(FIELDS),
 
 
 def scene_entry(wildcards):
     return SCENES[wildcards.scene]
 
 
+def import_spec(wildcards):
+    """Only what the import reads, so that training/evaluation settings never rerun it."""
+    entry = scene_entry(wildcards)
+    return {k: entry[k] for k in ("name", "source", "path", "options") if k in entry}
+
+
 def scene_store(scene):
     return f"{RESULTS}/{scene}/scene.zarr"
 
 
+def scene_fields(name):
+    """Fields trained for a scene: its own ``fields`` list, else the global one."""
+    return SCENES[name].get("fields") or config["fields"]
+
+
 def all_targets():
-    return [scene_store(name) for name in SCENES]
+    targets = []
+    for name in SCENES:
+        targets.append(scene_store(name))
+        for teacher in TEACHERS:
+            targets.append(f"{RESULTS}/{name}/features/{teacher}.zarr")
+            for field in scene_fields(name):
+                targets.append(f"{RESULTS}/{name}/{field}/{teacher}/metrics.json")
+    return targets
+
+
+def teacher_flags(wildcards):
+    """Command-line flags of ``n3f features`` from the teacher's config entry."""
+    entry = TEACHERS[wildcards.teacher]
+    flags = []
+    for key in ("checkpoint", "layer", "components", "batch_size", "fit_frames", "patch_size"):
+        if key in entry:
+            flags.append(f"--{key.replace('_', '-')} {entry[key]}")
+    if "input_size" in entry:
+        size = entry["input_size"]
+        flags.append("--input-size " + " ".join(map(str, size if isinstance(size, list) else [size])))
+    return " ".join(flags)
+
+
+def training_settings(wildcards, stage):
+    """Training settings of one stage: global, then the field's, then the scene's."""
+    training = config.get("training", {})
+    settings = {**training.get(stage, {}), **training.get(wildcards.field, {}).get(stage, {})}
+    settings.update(SCENES[wildcards.scene].get("training", {}).get(stage, {}))
+    return settings
 
 
 def sfm_images(wildcards):

@@ -50,7 +50,7 @@ rule scene:
     output:
         directory(f"{RESULTS}/{{scene}}/scene.zarr"),
     params:
-        spec=lambda wc: json.dumps(scene_entry(wc)),
+        spec=lambda wc: json.dumps(import_spec(wc)),
         sfm=sfm_flags,
     log:
         "logs/scene/{scene}.log",

@@ -1,0 +1,24 @@
+# Stage 2: teacher features, PCA-reduced, at patch resolution.
+
+
+rule teacher_features:
+    input:
+        scene=f"{RESULTS}/{{scene}}/scene.zarr",
+    output:
+        directory(f"{RESULTS}/{{scene}}/features/{{teacher}}.zarr"),
+    params:
+        flags=teacher_flags,
+    log:
+        "logs/teacher_features/{scene}/{teacher}.log",
+    benchmark:
+        "benchmarks/teacher_features/{scene}/{teacher}.tsv"
+    threads: 2
+    conda:
+        "../../environment.yml"
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        gpu=1,
+    shell:
+        "n3f features --scene {input.scene:q} --out {output:q} --teacher {wildcards.teacher}"
+        " {params.flags} --no-progress > {log:q} 2>&1"

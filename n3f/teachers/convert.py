@@ -113,31 +113,59 @@ def timm_to_official(sd: Mapping[str, torch.Tensor], layout: str) -> dict:
     """The inverse direction, used to build synthetic checkpoints in tests and docs.
 
     Produces the nesting and key names of the official release for ``layout``
-    (``dino``, ``mocov3``, ``deit``, ``dinov2``) from a timm backbone state dict.
+    (``dino``, ``mocov3``, ``deit``, ``dinov2``; ``transformers`` for Hugging
+    Face DINOv2 without registers) from a timm backbone state dict.
     """
     sd = {k: v.clone() for k, v in sd.items()}
+    like = sd["cls_token"]
+    dim = like.shape[-1]
+
+    def zeros(*shape: int) -> torch.Tensor:
+        return torch.zeros(shape, dtype=like.dtype, device=like.device)
+
     if layout == "dino":
         return sd
     if layout == "mocov3":
         nested = {f"module.base_encoder.{k}": v for k, v in sd.items()}
-        dim = sd["cls_token"].shape[-1]
-        nested["module.base_encoder.head.0.weight"] = torch.zeros(4096, dim)  # projector, dropped on load
+        nested["module.base_encoder.head.0.weight"] = zeros(4096, dim)  # projector, dropped on load
         nested["module.momentum_encoder.cls_token"] = sd["cls_token"].clone()
-        nested["module.predictor.0.weight"] = torch.zeros(4096, 256)
+        nested["module.predictor.0.weight"] = zeros(4096, 256)
         return {"epoch": 300, "arch": "vit_base", "state_dict": nested}
     if layout == "deit":
-        dim = sd["cls_token"].shape[-1]
-        return {"model": {**sd, "head.weight": torch.zeros(1000, dim), "head.bias": torch.zeros(1000)}}
+        return {"model": {**sd, "head.weight": zeros(1000, dim), "head.bias": zeros(1000)}}
     if layout == "dinov2":
-        dim = sd["cls_token"].shape[-1]
         out = dict(sd)
-        out["mask_token"] = torch.zeros(1, dim)
+        out["mask_token"] = zeros(1, dim)
         if "reg_token" in sd:
             # timm folds the class position into cls_token and keeps no class slot in
             # pos_embed; the official file has both separately.
-            cls_pos = torch.randn(1, 1, dim) * 0.02
+            cls_pos = torch.randn(1, 1, dim, device=like.device) * 0.02
             out["register_tokens"] = out.pop("reg_token")
             out["cls_token"] = sd["cls_token"] - cls_pos
             out["pos_embed"] = torch.cat([cls_pos, sd["pos_embed"]], dim=1)
+        return out
+    if layout == "transformers":  # Hugging Face Dinov2Model, e.g. facebook/dinov2-small
+        out = {
+            "embeddings.cls_token": sd["cls_token"],
+            "embeddings.mask_token": zeros(1, dim),
+            "embeddings.position_embeddings": sd["pos_embed"],
+            "embeddings.patch_embeddings.projection.weight": sd["patch_embed.proj.weight"],
+            "embeddings.patch_embeddings.projection.bias": sd["patch_embed.proj.bias"],
+            "layernorm.weight": sd["norm.weight"],
+            "layernorm.bias": sd["norm.bias"],
+        }
+        blocks = sorted({int(m.group(1)) for k in sd if (m := re.match(r"blocks\.(\d+)\.", k))})
+        for i in blocks:
+            src, dst = f"blocks.{i}.", f"encoder.layer.{i}."
+            for a, b in (("norm1", "norm1"), ("norm2", "norm2"), ("attn.proj", "attention.output.dense"),
+                         ("mlp.fc1", "mlp.fc1"), ("mlp.fc2", "mlp.fc2")):
+                for p in ("weight", "bias"):
+                    out[f"{dst}{b}.{p}"] = sd[f"{src}{a}.{p}"]
+            for p in ("weight", "bias"):
+                q, k, v = sd[f"{src}attn.qkv.{p}"].chunk(3, dim=0)
+                for n, t in (("query", q), ("key", k), ("value", v)):
+                    out[f"{dst}attention.attention.{n}.{p}"] = t.clone()
+            out[f"{dst}layer_scale1.lambda1"] = sd[f"{src}ls1.gamma"]
+            out[f"{dst}layer_scale2.lambda1"] = sd[f"{src}ls2.gamma"]
         return out
     raise ValueError(f"unknown layout {layout!r}")

@@ -94,6 +94,8 @@ TEACHERS: dict[str, TeacherSpec] = {
 }
 
 DEFAULT_TEACHER = "dinov2_vits14_imgfocus"
+# Longer side of the teacher input: 32x32 patches for /14, 56x56 for /8, 28x28 for /16.
+DEFAULT_INPUT_SIZE = 448
 
 
 def known_teachers() -> list[str]:

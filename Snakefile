@@ -12,6 +12,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/scene.smk"
 include: "workflow/rules/teachers.smk"
 include: "workflow/rules/fields.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:

@@ -65,11 +65,13 @@ def retrieval_rows(
     teacher: str,
     method: str,
     mask_kind: str = "modal",
+    objects: list[str] | None = None,
 ) -> pd.DataFrame:
     """Per (object, query, gallery) AP rows for one scene and one feature source.
 
     ``features_for(frame)`` returns (H, W, C) features at mask resolution; it is
-    called once per query and gallery frame.
+    called once per query and gallery frame. ``objects`` restricts the objects
+    scored (default: all annotated objects).
     """
     queries, gallery = store.split("query"), store.split("gallery")
     cache: dict[int, np.ndarray] = {}
@@ -81,6 +83,8 @@ def retrieval_rows(
 
     rows = []
     for k, obj in enumerate(store.object_names):
+        if objects is not None and obj not in objects:
+            continue
         for q in queries:
             q_mask = store.masks(int(q), mask_kind)[k]
             if not q_mask.any():

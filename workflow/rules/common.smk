@@ -43,6 +43,21 @@ def scene_fields(name):
     return SCENES[name].get("fields") or config["fields"]
 
 
+def evaluated(name):
+    """Scenes without object masks (e.g. fox) are trained but not scored."""
+    return SCENES[name].get("evaluate", True)
+
+
+def retrieval_row_files():
+    return [
+        f"{RESULTS}/{name}/{field}/{teacher}/retrieval_rows.csv"
+        for name in SCENES
+        if evaluated(name)
+        for field in scene_fields(name)
+        for teacher in TEACHERS
+    ]
+
+
 def all_targets():
     targets = []
     for name in SCENES:
@@ -51,6 +66,8 @@ def all_targets():
             targets.append(f"{RESULTS}/{name}/features/{teacher}.zarr")
             for field in scene_fields(name):
                 targets.append(f"{RESULTS}/{name}/{field}/{teacher}/metrics.json")
+    if retrieval_row_files():
+        targets += [f"{RESULTS}/tables/retrieval_map.csv", f"{RESULTS}/tables/retrieval_map.md"]
     return targets
 
 

@@ -1,0 +1,43 @@
+"""``n3f eval-retrieval``: teacher vs N3F object retrieval on one scene."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def run_retrieval(args: argparse.Namespace) -> None:
+    from n3f.tasks.evaluate_retrieval import evaluate_retrieval, write_outputs
+
+    rows, summary = evaluate_retrieval(
+        args.scene, args.features, args.model, teacher=args.teacher, sampling=args.sampling, device=args.device
+    )
+    write_outputs(rows, summary, args.rows, args.summary)
+    print(
+        f"[eval_retrieval {summary['scene']}/{args.teacher}] mAP teacher {summary['map_teacher']:.1f}, "
+        f"N3F {summary['map_n3f']:.1f} ({summary['gain']:+.1f})"
+    )
+
+
+def run_tables(args: argparse.Namespace) -> None:
+    from n3f.tasks.tables import write_retrieval_tables
+
+    write_retrieval_tables(args.rows, args.csv, args.md)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval-retrieval", help="2D object retrieval mAP: teacher features vs rendered N3F features")
+    p.add_argument("--scene", required=True)
+    p.add_argument("--features", required=True, help="teacher feature store")
+    p.add_argument("--model", required=True, help="distilled model.pt")
+    p.add_argument("--teacher", required=True, help="teacher name written into the rows")
+    p.add_argument("--rows", required=True, help="output CSV of per-query rows")
+    p.add_argument("--summary", required=True, help="output JSON summary")
+    p.add_argument("--sampling", choices=["nearest", "bilinear"], default="nearest")
+    p.add_argument("--device")
+    p.set_defaults(func=run_retrieval)
+
+    t = sub.add_parser("tables", help="aggregate per-query rows into results/tables/retrieval_map.{csv,md}")
+    t.add_argument("--rows", nargs="+", required=True)
+    t.add_argument("--csv", required=True)
+    t.add_argument("--md", required=True)
+    t.set_defaults(func=run_tables)

@@ -1,0 +1,48 @@
+# Stage 4: evaluation per (scene, field, teacher), then tables across scenes.
+
+
+rule eval_retrieval:
+    input:
+        scene=f"{RESULTS}/{{scene}}/scene.zarr",
+        features=f"{RESULTS}/{{scene}}/features/{{teacher}}.zarr",
+        model=f"{RESULTS}/{{scene}}/{{field}}/{{teacher}}/model.pt",
+    output:
+        rows=f"{RESULTS}/{{scene}}/{{field}}/{{teacher}}/retrieval_rows.csv",
+        summary=f"{RESULTS}/{{scene}}/{{field}}/{{teacher}}/retrieval.json",
+    params:
+        sampling=config["evaluation"]["sampling"],
+    log:
+        "logs/eval_retrieval/{scene}/{field}/{teacher}.log",
+    benchmark:
+        "benchmarks/eval_retrieval/{scene}/{field}/{teacher}.tsv"
+    threads: 2
+    conda:
+        "../../environment.yml"
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        gpu=1,
+    shell:
+        "n3f eval-retrieval --scene {input.scene:q} --features {input.features:q} --model {input.model:q}"
+        " --teacher {wildcards.teacher} --sampling {params.sampling}"
+        " --rows {output.rows:q} --summary {output.summary:q} > {log:q} 2>&1"
+
+
+rule tables:
+    input:
+        rows=retrieval_row_files(),
+    output:
+        csv=f"{RESULTS}/tables/retrieval_map.csv",
+        md=f"{RESULTS}/tables/retrieval_map.md",
+    log:
+        "logs/tables/tables.log",
+    benchmark:
+        "benchmarks/tables/tables.tsv"
+    threads: 1
+    conda:
+        "../../environment.yml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "n3f tables --rows {input.rows:q} --csv {output.csv:q} --md {output.md:q} > {log:q} 2>&1"

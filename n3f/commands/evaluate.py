@@ -24,6 +24,18 @@ def run_tables(args: argparse.Namespace) -> None:
     write_retrieval_tables(args.rows, args.csv, args.md)
 
 
+def run_report(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from n3f.tasks.report import Evaluated, write_scene_report
+
+    evaluated = []
+    for spec in args.evaluated:
+        field, teacher, folder, features = spec.split(",")
+        evaluated.append(Evaluated(field, teacher, Path(folder), Path(features)))
+    write_scene_report(args.scene, evaluated, args.out, device=args.device or "cpu")
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval-retrieval", help="2D object retrieval mAP: teacher features vs rendered N3F features")
     p.add_argument("--scene", required=True)
@@ -35,6 +47,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sampling", choices=["nearest", "bilinear"], default="nearest")
     p.add_argument("--device")
     p.set_defaults(func=run_retrieval)
+
+    r = sub.add_parser("report", help="write results/<scene>/report.md with scores and figures")
+    r.add_argument("--scene", required=True)
+    r.add_argument("--evaluated", nargs="+", required=True, help="field,teacher,folder,feature_store for each pair")
+    r.add_argument("--out", required=True, help="report.md path (figures go beside it in figures/)")
+    r.add_argument("--device")
+    r.set_defaults(func=run_report)
 
     t = sub.add_parser("tables", help="aggregate per-query rows into results/tables/retrieval_map.{csv,md}")
     t.add_argument("--rows", nargs="+", required=True)

@@ -66,6 +66,8 @@ def all_targets():
             targets.append(f"{RESULTS}/{name}/features/{teacher}.zarr")
             for field in scene_fields(name):
                 targets.append(f"{RESULTS}/{name}/{field}/{teacher}/metrics.json")
+        if evaluated(name):
+            targets.append(f"{RESULTS}/{name}/report.md")
     if retrieval_row_files():
         targets += [f"{RESULTS}/tables/retrieval_map.csv", f"{RESULTS}/tables/retrieval_map.md"]
     return targets
@@ -127,3 +129,26 @@ def sfm_options(wildcards):
     entry = scene_entry(wildcards)
     default = {"matcher": "exhaustive" if entry["source"] == "images" else "sequential"}
     return {**default, **entry.get("sfm", {})}
+
+
+def _pairs(scene):
+    return [(field, teacher) for field in scene_fields(scene) for teacher in TEACHERS]
+
+
+def report_inputs(wildcards):
+    scene = wildcards.scene
+    inputs = {"scene": scene_store(scene)}
+    for field, teacher in _pairs(scene):
+        folder = f"{RESULTS}/{scene}/{field}/{teacher}"
+        for name in ("retrieval.json", "retrieval_rows.csv", "metrics.json", "model.pt"):
+            inputs[f"{field}_{teacher}_{name}".replace(".", "_")] = f"{folder}/{name}"
+        inputs[f"features_{teacher}"] = f"{RESULTS}/{scene}/features/{teacher}.zarr"
+    return inputs
+
+
+def report_pairs(wildcards):
+    scene = wildcards.scene
+    return " ".join(
+        f"{field},{teacher},{RESULTS}/{scene}/{field}/{teacher},{RESULTS}/{scene}/features/{teacher}.zarr"
+        for field, teacher in _pairs(scene)
+    )

@@ -46,3 +46,25 @@ rule tables:
         runtime=10,
     shell:
         "n3f tables --rows {input.rows:q} --csv {output.csv:q} --md {output.md:q} > {log:q} 2>&1"
+
+
+rule report_scene:
+    input:
+        unpack(report_inputs),
+    output:
+        report=f"{RESULTS}/{{scene}}/report.md",
+        figures=directory(f"{RESULTS}/{{scene}}/figures"),
+    params:
+        evaluated=report_pairs,
+    log:
+        "logs/report_scene/{scene}.log",
+    benchmark:
+        "benchmarks/report_scene/{scene}.tsv"
+    threads: 1
+    conda:
+        "../../environment.yml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        "n3f report --scene {input.scene:q} --evaluated {params.evaluated} --out {output.report:q} > {log:q} 2>&1"

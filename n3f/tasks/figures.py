@@ -1,0 +1,88 @@
+"""Pictures people want to see: distance maps (as the paper's Figure 3) and
+PCA-to-RGB views of teacher and rendered features."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from n3f.tasks.retrieval import cosine_distance_map, query_descriptor  # noqa: E402
+
+
+def features_to_rgb(features: list[np.ndarray]) -> list[np.ndarray]:
+    """Project features of several images onto one shared 3-component PCA so colours compare."""
+    flat = np.concatenate([f.reshape(-1, f.shape[-1]) for f in features])
+    flat = flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-8)
+    mean = flat.mean(axis=0)
+    _, _, vt = np.linalg.svd(flat[:: max(1, len(flat) // 20000)] - mean, full_matrices=False)
+    proj = (flat - mean) @ vt[:3].T
+    lo, hi = np.percentile(proj, 1, axis=0), np.percentile(proj, 99, axis=0)
+    rgb = np.clip((proj - lo) / np.maximum(hi - lo, 1e-8), 0, 1)
+    out, start = [], 0
+    for f in features:
+        n = f.shape[0] * f.shape[1]
+        out.append(rgb[start : start + n].reshape(f.shape[0], f.shape[1], 3))
+        start += n
+    return out
+
+
+def _overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    out = image.astype(np.float32) / 255.0
+    out[mask] = 0.5 * out[mask] + 0.5 * np.array([1.0, 0.2, 0.2])
+    return out
+
+
+def retrieval_figure(
+    path: str | Path,
+    query_image: np.ndarray,
+    query_mask: np.ndarray,
+    target_image: np.ndarray,
+    target_mask: np.ndarray,
+    teacher_query: np.ndarray,
+    teacher_target: np.ndarray,
+    n3f_query: np.ndarray,
+    n3f_target: np.ndarray,
+    title: str,
+) -> Path:
+    """Query with mask, target, and each method's distance map on the target (dark = close)."""
+    d_teacher = cosine_distance_map(teacher_target, query_descriptor(teacher_query, query_mask))
+    d_n3f = cosine_distance_map(n3f_target, query_descriptor(n3f_query, query_mask))
+    vmax = max(float(d_teacher.max()), float(d_n3f.max()))
+    panels = [
+        (_overlay(query_image, query_mask), "query + mask", None),
+        (_overlay(target_image, target_mask), "target (+ true mask)", None),
+        (d_teacher, "teacher distance", vmax),
+        (d_n3f, "N3F distance", vmax),
+    ]
+    fig, axes = plt.subplots(1, 4, figsize=(12, 3))
+    for ax, (img, label, vm) in zip(axes, panels):
+        ax.imshow(img, cmap="magma" if vm is not None else None, vmin=0 if vm else None, vmax=vm)
+        ax.set_title(label, fontsize=9)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def pca_figure(path: str | Path, image: np.ndarray, teacher: np.ndarray, rendered: np.ndarray, title: str) -> Path:
+    """Frame, teacher features and rendered N3F features in one shared PCA colouring."""
+    t_rgb, r_rgb = features_to_rgb([teacher, rendered])
+    fig, axes = plt.subplots(1, 3, figsize=(9, 3))
+    for ax, img, label in zip(axes, (image, t_rgb, r_rgb), ("frame", "teacher features (PCA)", "N3F features (PCA)")):
+        ax.imshow(img)
+        ax.set_title(label, fontsize=9)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

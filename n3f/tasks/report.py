@@ -1,0 +1,81 @@
+"""Per-scene report: ``results/<scene>/report.md`` with scores and figures.
+
+Everything in it is read from what the evaluation stages wrote (metrics.json,
+retrieval.json, per-query rows) or rendered from the trained model; nothing
+is typed in.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from n3f.features.store import FeatureStore
+from n3f.scene.store import SceneStore
+from n3f.tasks.figures import pca_figure, retrieval_figure
+
+
+@dataclass
+class Evaluated:
+    """Where one (field, teacher) pair's outputs are."""
+
+    field: str
+    teacher: str
+    folder: Path  # results/<scene>/<field>/<teacher>
+    features: Path  # results/<scene>/features/<teacher>.zarr
+
+
+def _typical_pair(rows: pd.DataFrame) -> tuple[str, int, int]:
+    """A (object, query, gallery) whose N3F AP is the median one: a fair, not a best, example."""
+    n3f = rows[(rows["method"] == "n3f")].dropna(subset=["ap"]).reset_index(drop=True)
+    i = int((n3f["ap"] - n3f["ap"].median()).abs().idxmin())
+    return str(n3f.loc[i, "object"]), int(n3f.loc[i, "query"]), int(n3f.loc[i, "gallery"])
+
+
+def write_scene_report(scene_path: str | Path, evaluated: list[Evaluated], out_md: str | Path, device: str = "cpu") -> Path:
+    from n3f.render.model_io import load_renderer
+
+    store = SceneStore(scene_path)
+    out_md = Path(out_md)
+    fig_dir = out_md.parent / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    lines = [f"# Scene `{store.name}`", "", f"Source: {store.attrs['source']}, layout {store.attrs['layout']}, "
+             f"{store.n_frames} frames of {store.image_size[1]}x{store.image_size[0]}.", ""]
+    lines += ["## Object retrieval mAP (%)", "", "| field | teacher | teacher mAP | N3F mAP | gain | held-out PSNR (dB) | feature cosine |",
+              "|---|---|---:|---:|---:|---:|---:|"]
+    for ev in evaluated:
+        summary = json.loads((ev.folder / "retrieval.json").read_text())
+        metrics = json.loads((ev.folder / "metrics.json").read_text())
+        lines.append(
+            f"| {ev.field} | {ev.teacher} | {summary['map_teacher']:.1f} | {summary['map_n3f']:.1f} | "
+            f"{summary['gain']:+.1f} | {metrics.get('psnr', float('nan')):.2f} | {metrics.get('feature_cosine', float('nan')):.3f} |"
+        )
+    lines.append("")
+    for ev in evaluated:
+        rows = pd.read_csv(ev.folder / "retrieval_rows.csv")
+        obj, q, g = _typical_pair(rows)
+        k = store.object_names.index(obj)
+        feats = FeatureStore(ev.features)
+        renderer = load_renderer(ev.folder / "model.pt", device)
+        rendered = {f: renderer.render_frame(store, f, outputs=("features",))["features"] for f in (q, g)}
+        teacher = {f: feats.upsampled(f, store.image_size) for f in (q, g)}
+        ap = rows[(rows["object"] == obj) & (rows["query"] == q) & (rows["gallery"] == g)].set_index("method")["ap"]
+        title = f"{obj}: query frame {q} -> frame {g}; AP teacher {100 * ap['teacher']:.1f}, N3F {100 * ap['n3f']:.1f}"
+        name = f"{ev.field}_{ev.teacher}"
+        retrieval_figure(
+            fig_dir / f"{name}_retrieval.png", store.frame(q), store.masks(q)[k], store.frame(g), store.masks(g)[k],
+            teacher[q], teacher[g], rendered[q], rendered[g], title,
+        )
+        pca_figure(fig_dir / f"{name}_pca.png", store.frame(g), teacher[g], rendered[g], f"frame {g}, {ev.teacher}")
+        lines += [f"## {ev.field} / {ev.teacher}", "",
+                  "Distance of every pixel to the query object's mean feature (dark = close); the example is the "
+                  "query/gallery pair with the median N3F AP, not a hand-picked one.", "",
+                  f"![retrieval](figures/{name}_retrieval.png)", "", f"![pca](figures/{name}_pca.png)", ""]
+    tmp = out_md.with_name(out_md.name + ".partial")
+    tmp.write_text("\n".join(lines))
+    tmp.replace(out_md)
+    return out_md

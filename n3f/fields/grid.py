@@ -1,0 +1,94 @@
+"""``grid``: the default field, fast enough to train on a CPU.
+
+Layout (all inputs are points already mapped to the unit cube by the scene space)::
+
+    geometry planes --> density MLP --> density, geo latent (15)
+    geo latent + SH(dir) [+ appearance code] --> colour MLP --> rgb
+    feature planes + geo latent --> feature MLP --> FeatureHead (linear + tanh) --> features
+
+The feature branch has its own planes and MLP: 64 feature channels would
+otherwise compete with colour for the geometry grid's few channels
+("separate capacity"), and the distillation stage can train the whole branch
+while geometry and colour are frozen. The geo latent is shared so feature
+boundaries can follow geometry.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from n3f.fields.base import OUTPUTS, FeatureHead, Field, Samples, mlp, trunc_exp
+from n3f.fields.encoding import FrameCodes, PlaneEncoding, sh_encoding
+
+DEFAULTS: dict[str, Any] = {
+    "geo_resolutions": [32, 64, 128, 256],
+    "geo_channels": 4,
+    "feat_resolutions": [16, 32, 64],
+    "feat_channels": 4,
+    "hidden": 64,
+    "geo_latent": 15,
+    "sh_degree": 3,
+    "feat_hidden": 64,
+    "appearance_dim": 0,
+    "density_bias": -1.0,
+}
+
+
+class GridField(Field):
+    name = "grid"
+
+    def __init__(self, feature_dim: int, config: dict[str, Any], timestamps: np.ndarray, train_frames: np.ndarray):
+        cfg = {**DEFAULTS, **(config or {})}
+        super().__init__(feature_dim, cfg)
+        self.geo_enc = PlaneEncoding(cfg["geo_resolutions"], cfg["geo_channels"])
+        self.density_net = mlp(self.geo_enc.out_dim, cfg["hidden"], 1 + cfg["geo_latent"])
+        self.sh_degree = int(cfg["sh_degree"])
+        self.appearance = (
+            FrameCodes(timestamps, train_frames, cfg["appearance_dim"]) if cfg["appearance_dim"] > 0 else None
+        )
+        colour_in = cfg["geo_latent"] + self.sh_degree**2 + int(cfg["appearance_dim"])
+        self.colour_net = mlp(colour_in, cfg["hidden"], 3, layers=2)
+        self.feat_enc = PlaneEncoding(cfg["feat_resolutions"], cfg["feat_channels"])
+        self.feat_net = nn.Sequential(
+            nn.Linear(self.feat_enc.out_dim + cfg["geo_latent"], cfg["feat_hidden"]), nn.ReLU()
+        )
+        self.feature_head = FeatureHead(cfg["feat_hidden"], self.feature_dim)
+        self.density_bias = float(cfg["density_bias"])
+
+    def _geometry(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.density_net(self.geo_enc(x))
+        return trunc_exp(h[:, 0] + self.density_bias), h[:, 1:]
+
+    def density(self, samples: Samples, coarse: bool = False) -> Tensor:
+        return self._geometry(samples.positions)[0]
+
+    def forward(self, samples: Samples, outputs: Iterable[str] = OUTPUTS, coarse: bool = False) -> dict[str, Tensor]:
+        outputs = set(outputs)
+        x = samples.positions
+        sigma, latent = self._geometry(x)
+        out = {"density": sigma}
+        if "rgb" in outputs:
+            parts = [latent, sh_encoding(samples.directions, self.sh_degree)]
+            if self.appearance is not None:
+                parts.append(self.appearance(samples.frame))
+            out["rgb"] = torch.sigmoid(self.colour_net(torch.cat(parts, dim=-1)))
+        if "features" in outputs:
+            h = self.feat_net(torch.cat([self.feat_enc(x), latent], dim=-1))
+            out["features"] = self.feature_head(h)
+        return out
+
+    def feature_parameters(self) -> list[nn.Parameter]:
+        return [*self.feat_enc.parameters(), *self.feat_net.parameters(), *self.feature_head.parameters()]
+
+    def feature_state_prefixes(self) -> tuple[str, ...]:
+        return ("feature_head.",)
+
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        planes = [p for m in (self.geo_enc, self.feat_enc) for p in m.parameters()]
+        ids = {id(p) for p in planes}
+        rest = [p for p in self.parameters() if id(p) not in ids]
+        return [{"params": planes, "lr": lr, "name": "grids"}, {"params": rest, "lr": lr, "name": "mlps"}]

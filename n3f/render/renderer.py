@@ -1,0 +1,269 @@
+"""The renderer: rays -> samples -> field -> compositing, for training and inference.
+
+Sampling is two-pass and keeps a fixed number of samples per ray (dense
+(R, S) tensors, no ragged packing, which is what keeps a CPU fast):
+
+1. proposal: ``n_proposal`` stratified intervals in the space's spacing
+   (``SceneSpace.t_from_s``). Fields with a trained coarse model (vanilla
+   NeRF) evaluate it with gradients and it is supervised; other fields
+   evaluate their own density without gradients (cheap: no colour/feature
+   heads, no backward).
+2. fine: ``n_importance`` samples drawn from the (dilated) proposal weights,
+   plus either the proposal points (NeRF's union) or ``n_uniform`` fresh
+   stratified samples that keep exploring empty-looking space. Only these
+   are evaluated with gradients and composited into the outputs.
+
+Editing hooks: ``density_modifier(world_points, field_outputs) -> factor`` is
+multiplied into the density (and per-stream densities) in both passes. It is
+how later stages zero density where features match a query (object removal)
+or keep only one object (segmentation / amodal rendering).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from n3f.fields.base import OUTPUTS, Field, Samples
+from n3f.render.background import BackgroundModel
+from n3f.render.composite import composite
+from n3f.render.rays import RayBundle, camera_rays
+from n3f.render.sampling import dilate_weights, sample_pdf, stratified_s
+from n3f.render.space import SceneSpace
+
+BACKGROUNDS = ("learned", "black", "white")
+
+DensityModifier = Callable[[Tensor, dict[str, Tensor]], Tensor]
+"""(world points (P, 3), field outputs at them) -> (P,) factor multiplied into density."""
+
+
+@dataclass
+class SamplerConfig:
+    n_proposal: int = 64
+    n_importance: int = 32
+    n_uniform: int = 8
+    include_proposal: bool = False  # fine pass also evaluates the proposal points (NeRF)
+    dilate: bool = True
+    pdf_floor: float = 0.01
+
+    @classmethod
+    def for_field(cls, field: Field, overrides: dict[str, Any] | None = None) -> "SamplerConfig":
+        base = cls(n_proposal=64, n_importance=64, n_uniform=0, include_proposal=True) if field.has_coarse else cls()
+        return cls(**{**asdict(base), **(overrides or {})})
+
+
+class Renderer(nn.Module):
+    """A field together with its scene space and sampler; everything that renders goes through it."""
+
+    def __init__(self, field: Field, space: SceneSpace, sampler: SamplerConfig | None = None, background: str = "learned"):
+        super().__init__()
+        if background not in BACKGROUNDS:
+            raise ValueError(f"background '{background}' unknown; one of {BACKGROUNDS}")
+        self.field = field
+        self.space = space
+        self.sampler = sampler or SamplerConfig.for_field(field)
+        self.background_kind = background
+        self.background = BackgroundModel(field.feature_dim) if background == "learned" else None
+
+    def feature_parameters(self) -> list[nn.Parameter]:
+        """Parameters of every feature head (field and background): trained first in distillation."""
+        extra = self.background.feature_parameters() if self.background is not None else []
+        return [*self.field.feature_parameters(), *extra]
+
+    def _background(self, rays: RayBundle, outputs: tuple[str, ...], override: dict[str, Any] | None) -> dict[str, Any]:
+        if override is not None:
+            return override
+        if self.background is None:
+            return {"rgb": 1.0} if self.background_kind == "white" else {}
+        return {k: v.float() for k, v in self.background(rays.directions, outputs).items()}
+
+    # -- samples -----------------------------------------------------------
+    def _samples(self, rays: RayBundle, t: Tensor) -> tuple[Samples, Tensor]:
+        r, s = t.shape
+        world = rays.origins[:, None, :] + t[..., None] * rays.directions[:, None, :]
+        world = world.reshape(r * s, 3)
+        samples = Samples(
+            positions=self.space.to_unit(world),
+            directions=rays.directions[:, None, :].expand(r, s, 3).reshape(r * s, 3),
+            frame=rays.frame[:, None].expand(r, s).reshape(r * s),
+            cam_positions=(t[..., None] * rays.dirs_cam[:, None, :]).reshape(r * s, 3),
+        )
+        return samples, world
+
+    def _t(self, rays: RayBundle, s: Tensor) -> Tensor:
+        return self.space.t_from_s(s, rays.near, rays.far, rays.origins, rays.directions)
+
+    def _field(self, samples: Samples, world: Tensor, outputs: Iterable[str], coarse: bool,
+               modifier: DensityModifier | None, streams: Iterable[str] | None) -> dict[str, Tensor]:
+        kw = {}
+        if streams is not None:
+            if not self.field.streams:
+                raise ValueError(f"field '{self.field.name}' has no streams to select")
+            kw["streams"] = tuple(streams)
+        out = self.field(samples, outputs=outputs, coarse=coarse, **kw)
+        if modifier is not None:
+            factor = modifier(world, out).to(out["density"].dtype)
+            for k in list(out):
+                if k == "density" or k.startswith("density_"):
+                    out[k] = out[k] * factor
+        return out
+
+    def _composite(self, out: dict[str, Tensor], r: int, s: int, deltas: Tensor, t: Tensor,
+                   outputs: Iterable[str], background: dict[str, Any] | None) -> dict[str, Tensor]:
+        channels = {k: out[k].float().view(r, s, -1) for k in (*outputs, "beta") if k in out}
+        res = composite(out["density"].float().view(r, s), deltas, channels, t=t, background=background)
+        return res
+
+    # -- rays --------------------------------------------------------------
+    def render_rays(
+        self,
+        rays: RayBundle,
+        outputs: Iterable[str] = OUTPUTS,
+        train: bool = False,
+        generator: torch.Generator | None = None,
+        density_modifier: DensityModifier | None = None,
+        streams: Iterable[str] | None = None,
+        background: dict[str, Any] | None = None,
+    ) -> dict[str, Tensor]:
+        """Render a ray bundle.
+
+        ``background`` overrides the renderer's background (name -> value,
+        e.g. ``{"rgb": 1.0}``; ``{}`` for none).
+
+        Returns ``rgb`` (R, 3), ``features`` (R, C), ``depth`` (R, 1),
+        ``opacity`` (R, 1), ``weights`` (R, S), ``t`` (R, S) and, where the
+        field has them, ``beta`` (R, 1; NeuralDiff, ``beta_min`` added). In
+        training mode also ``coarse`` (the NeRF coarse model's render) and
+        ``losses`` (field regularisers).
+        """
+        outputs = tuple(outputs)
+        cfg = self.sampler
+        r = len(rays)
+        dev = rays.origins.device
+        result: dict[str, Any] = {}
+        background = self._background(rays, outputs, background)
+
+        # 1. proposal
+        s_edges = stratified_s(r, cfg.n_proposal, train, generator, dev)
+        t_edges = self._t(rays, s_edges)
+        s_mid = 0.5 * (s_edges[:, 1:] + s_edges[:, :-1])
+        t_mid = 0.5 * (t_edges[:, 1:] + t_edges[:, :-1])
+        samples, world = self._samples(rays, t_mid)
+        deltas = t_edges[:, 1:] - t_edges[:, :-1]
+        if self.field.has_coarse:
+            out_c = self._field(samples, world, outputs, True, density_modifier, streams)
+            comp_c = self._composite(out_c, r, cfg.n_proposal, deltas, t_mid, outputs, background)
+            result["coarse"] = comp_c
+            weights = comp_c["weights"].detach()
+        else:
+            with torch.no_grad():
+                if density_modifier is None and streams is None:
+                    sigma = self.field.density(samples)
+                else:
+                    need = ("features",) if density_modifier is not None else ()
+                    sigma = self._field(samples, world, need, False, density_modifier, streams)["density"]
+                weights = composite(sigma.float().view(r, -1), deltas, {})["weights"]
+        if cfg.dilate:
+            weights = dilate_weights(weights)
+
+        # 2. fine
+        s_fine = [sample_pdf(s_edges, weights, cfg.n_importance, train, generator, cfg.pdf_floor)]
+        if cfg.include_proposal:
+            s_fine.append(s_mid)
+        elif cfg.n_uniform > 0:
+            e = stratified_s(r, cfg.n_uniform, train, generator, dev)
+            s_fine.append(0.5 * (e[:, 1:] + e[:, :-1]))
+        s_all = torch.cat(s_fine, dim=-1).sort(dim=-1).values.detach()
+        s_e = torch.cat([torch.zeros_like(s_all[:, :1]), 0.5 * (s_all[:, 1:] + s_all[:, :-1]), torch.ones_like(s_all[:, :1])], -1)
+        t_e = self._t(rays, s_e)
+        t_all = self._t(rays, s_all)
+        samples, world = self._samples(rays, t_all)
+        out = self._field(samples, world, outputs, False, density_modifier, streams)
+        comp = self._composite(out, r, s_all.shape[1], t_e[:, 1:] - t_e[:, :-1], t_all, outputs, background)
+        if "beta" in comp:
+            comp["beta"] = comp["beta"] + getattr(self.field, "beta_min", 0.0)
+        comp["t"] = t_all
+        result.update(comp)
+        if train:
+            result["losses"] = self.field.extra_losses(out)
+        return result
+
+    @torch.no_grad()
+    def render_rays_chunked(self, rays: RayBundle, chunk: int = 4096, **kw: Any) -> dict[str, Tensor]:
+        """Render many rays in bounded memory; returns per-ray outputs on the CPU."""
+        keep = ("rgb", "features", "depth", "opacity", "beta")
+        parts: dict[str, list[Tensor]] = {}
+        for i in range(0, len(rays), chunk):
+            out = self.render_rays(rays[i : i + chunk], train=False, **kw)
+            for k in keep:
+                if k in out:
+                    parts.setdefault(k, []).append(out[k].float().cpu())
+        return {k: torch.cat(v) for k, v in parts.items()}
+
+    # -- cameras -----------------------------------------------------------
+    @torch.no_grad()
+    def render_camera(
+        self,
+        c2w: np.ndarray | Tensor,
+        intrinsics: np.ndarray | Tensor,
+        height: int,
+        width: int,
+        depth_bounds: tuple[float, float] | np.ndarray,
+        frame: int = 0,
+        chunk: int = 4096,
+        downscale: int = 1,
+        **kw: Any,
+    ) -> dict[str, np.ndarray]:
+        """Render a whole image from any (stored or novel) camera.
+
+        ``frame`` selects the time/appearance code (the nearest stored frame for
+        a novel view). Returns numpy arrays (H', W', C) with H' = height // downscale.
+        """
+        dev = next(self.field.parameters()).device
+        rays = camera_rays(c2w, intrinsics, height, width, depth_bounds, frame, downscale).to(dev)
+        out = self.render_rays_chunked(rays, chunk=chunk, **kw)
+        h, w = height // downscale, width // downscale
+        return {k: v.view(h, w, -1).numpy() for k, v in out.items()}
+
+    def render_frame(self, store, index: int, **kw: Any) -> dict[str, np.ndarray]:
+        """Render stored frame ``index`` of a :class:`~n3f.scene.SceneStore` from its own camera."""
+        h, w = store.image_size
+        return self.render_camera(store.c2w[index], store.intrinsics[index], h, w, store.bounds[index], frame=index, **kw)
+
+    # -- points ------------------------------------------------------------
+    @torch.no_grad()
+    def query(
+        self,
+        points: np.ndarray | Tensor,
+        frame: int = 0,
+        outputs: Iterable[str] = ("features",),
+        chunk: int = 65536,
+        direction: tuple[float, float, float] = (0.0, 0.0, 1.0),
+    ) -> dict[str, Tensor]:
+        """Field values (``density`` always, plus ``outputs``) at world points (P, 3).
+
+        For 3D segmentation and editing: e.g. threshold the cosine of
+        ``features`` to a query and use it in a density modifier. Streams that
+        live in camera coordinates (NeuralDiff's actor) are not queried.
+        """
+        dev = next(self.field.parameters()).device
+        pts = torch.as_tensor(np.asarray(points) if not isinstance(points, Tensor) else points, dtype=torch.float32)
+        kw = {"streams": ("static", "dynamic")} if "actor" in self.field.streams else {}
+        parts: dict[str, list[Tensor]] = {}
+        for i in range(0, len(pts), chunk):
+            p = pts[i : i + chunk].to(dev)
+            n = len(p)
+            samples = Samples(
+                positions=self.space.to_unit(p),
+                directions=torch.tensor(direction, dtype=p.dtype, device=dev).expand(n, 3),
+                frame=torch.full((n,), frame, dtype=torch.long, device=dev),
+                cam_positions=None,
+            )
+            out = self.field(samples, outputs=tuple(outputs), **kw)
+            for k, v in out.items():
+                parts.setdefault(k, []).append(v.float().cpu())
+        return {k: torch.cat(v) for k, v in parts.items()}

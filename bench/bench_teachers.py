@@ -26,7 +26,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,21 +35,10 @@ RESULTS = REPO / "bench" / "results"
 
 def goldcape_scene(path: Path, n: int) -> Path:
     """Scene store of ``n`` goldcape frames spread over the 360 degree walk-around."""
-    from n3f.io.images import read_image
-    from n3f.io.llff import llff_to_opencv_c2w
-    from n3f.scene import SceneData, write_scene
+    from n3f.io.llff import load_llff
+    from n3f.scene import write_scene
 
-    files = sorted((DATA / "images_8").glob("*.jpg"))
-    idx = [int(round(x)) for x in np.linspace(0, len(files) - 1, n)]
-    c2w, hwf, bounds = llff_to_opencv_c2w(np.load(DATA / "poses_bounds.npy")[idx])
-    frames = [read_image(files[i]) for i in idx]
-    h, w = frames[0].shape[:2]
-    f = hwf[0, 2] * w / hwf[0, 1]
-    k = np.array([[f, 0, w / 2], [0, f, h / 2], [0, 0, 1.0]])
-    scene = SceneData(
-        name="goldcape", source=str(DATA), frames=frames, frame_names=[files[i].name for i in idx],
-        c2w=c2w, intrinsics=np.tile(k, (n, 1, 1)), bounds=bounds, layout="object",
-    )
+    scene = load_llff(DATA, name="goldcape", images="images_8", layout="object", n_frames=n)
     return write_scene(scene, path, progress=False)
 
 

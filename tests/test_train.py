@@ -146,7 +146,7 @@ def test_sigterm_checkpoints_and_resume_continues(scenes, tmp_path):
     resumed = _cli([*args, "--out", str(tmp_path / "run")])
     _, err2 = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err2
-    assert f"resuming from" in err2 and f"at step {stopped}" in err2
+    assert "resuming from" in err2 and f"at step {stopped}" in err2
     assert _steps_logged(tmp_path / "run") == list(range(1, 121))  # no gap, no repeat
     _, ref_err = ref.communicate(timeout=300)
     assert ref.returncode == 0, ref_err

@@ -38,6 +38,7 @@ def load_llff(
     masks: str | None = None,
     max_size: int | None = None,
     layout: str = "forward",
+    n_frames: int | None = None,
 ) -> SceneData:
     """Import an LLFF capture: ``root/poses_bounds.npy`` and ``root/<images>/``.
 
@@ -63,6 +64,9 @@ def load_llff(
             f"{root / images} holds {len(files)} images but {pb_path} has {len(pb)} poses; LLFF pairs them in "
             "sorted file order, so both must list the same frames."
         )
+    if n_frames is not None and n_frames < len(files):
+        keep = np.linspace(0, len(files) - 1, n_frames).round().astype(int)
+        files, pb = [files[i] for i in keep], pb[keep]
     c2w, hwf, bounds = llff_to_opencv_c2w(pb)
     h0, w0 = read_image(files[0]).shape[:2]
     factor = resize_factor_for((h0, w0), max_size)

@@ -36,6 +36,12 @@ def run_report(args: argparse.Namespace) -> None:
     write_scene_report(args.scene, evaluated, args.out, device=args.device or "cpu")
 
 
+def run_task_tables(args: argparse.Namespace) -> None:
+    from n3f.tasks.tables import write_task_tables
+
+    write_task_tables(args.json, args.csv, args.md)
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval-retrieval", help="2D object retrieval mAP: teacher features vs rendered N3F features")
     p.add_argument("--scene", required=True)
@@ -60,3 +66,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--csv", required=True)
     t.add_argument("--md", required=True)
     t.set_defaults(func=run_tables)
+
+    tt = sub.add_parser("task-tables", help="aggregate task JSONs into results/tables/tasks.{csv,md}")
+    tt.add_argument("--json", nargs="+", required=True)
+    tt.add_argument("--csv", required=True)
+    tt.add_argument("--md", required=True)
+    tt.set_defaults(func=run_task_tables)

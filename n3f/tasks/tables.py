@@ -65,3 +65,41 @@ def write_retrieval_tables(row_files: Iterable[str | Path], out_csv: str | Path,
         + table1_markdown(long)
     )
     return long
+
+
+TASK_SCORES = {
+    "segment3d": ("mean_precision", "mean_recall", "mean_f1"),
+    "edit": ("mean_masked_psnr_edited", "mean_masked_psnr_unedited", "mean_psnr_edited", "mean_psnr_unedited"),
+    "amodal": ("mean_iou_n3f", "mean_iou_teacher_best", "mean_occluded_iou_n3f", "mean_occluded_iou_teacher_best"),
+}
+
+
+def write_task_tables(json_files: Iterable[str | Path], out_csv: str | Path, out_md: str | Path) -> pd.DataFrame:
+    """Long table (scene, field, teacher, task, score, value) from each task's JSON summary.
+
+    The field and teacher are read from the folder layout
+    ``results/<scene>/<field>/<teacher>/<task>/<task>.json``.
+    """
+    import json
+
+    records = []
+    for path in map(Path, json_files):
+        summary = json.loads(path.read_text())
+        task = summary["task"]
+        field, teacher = path.parents[2].name, path.parents[1].name
+        for score in TASK_SCORES.get(task, ()):
+            records.append({"scene": summary["scene"], "field": field, "teacher": teacher, "task": task,
+                            "score": score.removeprefix("mean_"), "value": summary.get(score)})
+    long = pd.DataFrame(records, columns=["scene", "field", "teacher", "task", "score", "value"])
+    long.to_csv(out_csv, index=False)
+    lines = ["# Scene editing, 3D and amodal segmentation", "",
+             "Scored against synthetic ground truth; `teacher_best` is the 2D teacher at its best threshold.", ""]
+    for task, part in long.groupby("task", sort=True):
+        wide = part.pivot_table(index=["scene", "field", "teacher"], columns="score", values="value")
+        lines += [f"## {task}", "", "| scene | field | teacher | " + " | ".join(wide.columns) + " |",
+                  "|---" * (3 + len(wide.columns)) + "|"]
+        for idx, row in wide.iterrows():
+            lines.append("| " + " | ".join(idx) + " | " + " | ".join(f"{v:.3f}" for v in row.values) + " |")
+        lines.append("")
+    Path(out_md).write_text("\n".join(lines))
+    return long

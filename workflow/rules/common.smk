@@ -22,6 +22,7 @@ wildcard_constraints:
     scene="|".join(map(str, SCENES)) or "NO_SCENES",
     teacher="|".join(map(str, TEACHERS)) or "NO_TEACHERS",
     field="|".join(FIELDS),
+    task="segment3d|edit|amodal",
 
 
 def scene_entry(wildcards):
@@ -48,6 +49,21 @@ def evaluated(name):
     return SCENES[name].get("evaluate", True)
 
 
+TASK_COMMANDS = {"segment3d": "eval-segment3d", "edit": "eval-edit", "amodal": "eval-amodal"}
+
+
+def task_json_files():
+    """3D segmentation, editing and amodal scores need analytic ground truth: synthetic scenes only."""
+    return [
+        f"{RESULTS}/{name}/{field}/{teacher}/{task}/{task}.json"
+        for name in SCENES
+        if SCENES[name]["source"] == "synthetic" and evaluated(name)
+        for field in scene_fields(name)
+        for teacher in TEACHERS
+        for task in TASK_COMMANDS
+    ]
+
+
 def retrieval_row_files():
     return [
         f"{RESULTS}/{name}/{field}/{teacher}/retrieval_rows.csv"
@@ -70,6 +86,8 @@ def all_targets():
             targets.append(f"{RESULTS}/{name}/report.md")
     if retrieval_row_files():
         targets += [f"{RESULTS}/tables/retrieval_map.csv", f"{RESULTS}/tables/retrieval_map.md"]
+    if task_json_files():
+        targets += [f"{RESULTS}/tables/tasks.csv", f"{RESULTS}/tables/tasks.md"]
     return targets
 
 

@@ -68,3 +68,49 @@ rule report_scene:
         runtime=30,
     shell:
         "n3f report --scene {input.scene:q} --evaluated {params.evaluated} --out {output.report:q} > {log:q} 2>&1"
+
+
+rule eval_task:
+    input:
+        scene=f"{RESULTS}/{{scene}}/scene.zarr",
+        features=f"{RESULTS}/{{scene}}/features/{{teacher}}.zarr",
+        model=f"{RESULTS}/{{scene}}/{{field}}/{{teacher}}/model.pt",
+    output:
+        summary=f"{RESULTS}/{{scene}}/{{field}}/{{teacher}}/{{task}}/{{task}}.json",
+    params:
+        out=subpath(output.summary, parent=True),
+        command=lambda wc: TASK_COMMANDS[wc.task],
+    log:
+        "logs/eval_{task}/{scene}/{field}/{teacher}.log",
+    benchmark:
+        "benchmarks/eval_{task}/{scene}/{field}/{teacher}.tsv"
+    threads: 2
+    conda:
+        "../../environment.yml"
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        gpu=1,
+    shell:
+        "n3f {params.command} --scene {input.scene:q} --features {input.features:q} --model {input.model:q}"
+        " --out {params.out:q} > {log:q} 2>&1"
+
+
+rule task_tables:
+    input:
+        task_json_files(),
+    output:
+        csv=f"{RESULTS}/tables/tasks.csv",
+        md=f"{RESULTS}/tables/tasks.md",
+    log:
+        "logs/tables/tasks.log",
+    benchmark:
+        "benchmarks/tables/tasks.tsv"
+    threads: 1
+    conda:
+        "../../environment.yml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "n3f task-tables --json {input:q} --csv {output.csv:q} --md {output.md:q} > {log:q} 2>&1"

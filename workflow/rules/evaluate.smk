@@ -33,7 +33,7 @@ rule tables:
         rows=retrieval_row_files(),
     output:
         csv=f"{RESULTS}/tables/retrieval_map.csv",
-        md=f"{RESULTS}/tables/retrieval_map.md",
+        md=report(f"{RESULTS}/tables/retrieval_map.md", caption="../report/tables.rst", category="Tables"),
     log:
         "logs/tables/tables.log",
     benchmark:
@@ -53,7 +53,13 @@ rule report_scene:
         unpack(report_inputs),
     output:
         report=f"{RESULTS}/{{scene}}/report.md",
-        figures=directory(f"{RESULTS}/{{scene}}/figures"),
+        figures=report(
+            directory(f"{RESULTS}/{{scene}}/figures"),
+            patterns=["{name}.png"],
+            caption="../report/scene_figures.rst",
+            category="Scenes",
+            subcategory="{scene}",
+        ),
     params:
         evaluated=report_pairs,
     log:

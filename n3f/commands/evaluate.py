@@ -9,7 +9,8 @@ def run_retrieval(args: argparse.Namespace) -> None:
     from n3f.tasks.evaluate_retrieval import evaluate_retrieval, write_outputs
 
     rows, summary = evaluate_retrieval(
-        args.scene, args.features, args.model, teacher=args.teacher, sampling=args.sampling, device=args.device
+        args.scene, args.features, args.model, teacher=args.teacher, sampling=args.sampling, device=args.device,
+        max_queries=args.max_queries, max_gallery=args.max_gallery,
     )
     write_outputs(rows, summary, args.rows, args.summary)
     print(
@@ -51,6 +52,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rows", required=True, help="output CSV of per-query rows")
     p.add_argument("--summary", required=True, help="output JSON summary")
     p.add_argument("--sampling", choices=["nearest", "bilinear"], default="nearest")
+    p.add_argument("--max-queries", type=int, help="evenly thin the query frames to this many")
+    p.add_argument("--max-gallery", type=int, help="evenly thin the gallery frames to this many")
     p.add_argument("--device")
     p.set_defaults(func=run_retrieval)
 

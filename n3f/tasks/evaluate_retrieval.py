@@ -20,7 +20,7 @@ import torch
 from n3f.errors import N3FInputError
 from n3f.features.store import FeatureStore
 from n3f.scene.store import SceneStore
-from n3f.tasks.retrieval import mean_ap, retrieval_rows
+from n3f.tasks.retrieval import mean_ap, retrieval_rows, thin
 
 
 def retrieval_objects(store: SceneStore) -> list[str]:
@@ -38,6 +38,8 @@ def evaluate_retrieval(
     sampling: str = "nearest",
     device: str | None = None,
     chunk: int = 8192,
+    max_queries: int | None = None,
+    max_gallery: int | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Per-query rows for both methods and a summary (mAP per method, gain)."""
     from n3f.render.model_io import load_renderer
@@ -54,6 +56,9 @@ def evaluate_retrieval(
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     renderer = load_renderer(model_path, device)
     objects = retrieval_objects(store)
+    queries = thin(store.split("query"), max_queries)
+    gallery = thin(store.split("gallery"), max_gallery)
+    frames = {"objects": objects, "queries": queries, "gallery": gallery}
 
     started = time.perf_counter()
     rendered: dict[int, np.ndarray] = {}
@@ -69,8 +74,8 @@ def evaluate_retrieval(
 
     rows = pd.concat(
         [
-            retrieval_rows(store, teacher_features, teacher=teacher, method="teacher", objects=objects),
-            retrieval_rows(store, n3f_features, teacher=teacher, method="n3f", objects=objects),
+            retrieval_rows(store, teacher_features, teacher=teacher, method="teacher", **frames),
+            retrieval_rows(store, n3f_features, teacher=teacher, method="n3f", **frames),
         ],
         ignore_index=True,
     )
@@ -82,8 +87,8 @@ def evaluate_retrieval(
         "map_n3f": by_method.get("n3f"),
         "gain": by_method.get("n3f", np.nan) - by_method.get("teacher", np.nan),
         "objects": objects,
-        "queries": [int(q) for q in store.split("query")],
-        "gallery": [int(g) for g in store.split("gallery")],
+        "queries": [int(q) for q in queries],
+        "gallery": [int(g) for g in gallery],
         "rows_with_ap": int(rows["ap"].notna().sum()),
         "rows_skipped": int(rows["ap"].isna().sum()),
         "sampling": sampling,

@@ -66,14 +66,18 @@ def retrieval_rows(
     method: str,
     mask_kind: str = "modal",
     objects: list[str] | None = None,
+    queries: np.ndarray | None = None,
+    gallery: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Per (object, query, gallery) AP rows for one scene and one feature source.
 
     ``features_for(frame)`` returns (H, W, C) features at mask resolution; it is
     called once per query and gallery frame. ``objects`` restricts the objects
-    scored (default: all annotated objects).
+    scored (default: all annotated objects); ``queries``/``gallery`` default
+    to the store's splits.
     """
-    queries, gallery = store.split("query"), store.split("gallery")
+    queries = store.split("query") if queries is None else queries
+    gallery = store.split("gallery") if gallery is None else gallery
     cache: dict[int, np.ndarray] = {}
 
     def feats(frame: int) -> np.ndarray:
@@ -105,3 +109,11 @@ def retrieval_rows(
 def mean_ap(rows: pd.DataFrame) -> float:
     """mAP over the rows that have an AP (skipped gallery frames excluded)."""
     return float(rows["ap"].dropna().mean())
+
+
+def thin(frames: np.ndarray, limit: int | None) -> np.ndarray:
+    """At most ``limit`` frames, evenly spread (to bound evaluation cost on long captures)."""
+    frames = np.asarray(frames)
+    if not limit or len(frames) <= limit:
+        return frames
+    return frames[np.linspace(0, len(frames) - 1, limit).round().astype(int)]

@@ -170,3 +170,9 @@ def report_pairs(wildcards):
         f"{field},{teacher},{RESULTS}/{scene}/{field}/{teacher},{RESULTS}/{scene}/features/{teacher}.zarr"
         for field, teacher in _pairs(scene)
     )
+
+
+def retrieval_limits(wildcards):
+    """Scene-level ``evaluation`` limits on query/gallery frames (long captures)."""
+    limits = SCENES[wildcards.scene].get("evaluation", {})
+    return " ".join(f"--{k.replace('_', '-')} {v}" for k, v in limits.items())

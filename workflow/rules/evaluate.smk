@@ -11,6 +11,7 @@ rule eval_retrieval:
         summary=f"{RESULTS}/{{scene}}/{{field}}/{{teacher}}/retrieval.json",
     params:
         sampling=config["evaluation"]["sampling"],
+        limits=retrieval_limits,
     log:
         "logs/eval_retrieval/{scene}/{field}/{teacher}.log",
     benchmark:
@@ -24,7 +25,7 @@ rule eval_retrieval:
         gpu=1,
     shell:
         "n3f eval-retrieval --scene {input.scene:q} --features {input.features:q} --model {input.model:q}"
-        " --teacher {wildcards.teacher} --sampling {params.sampling}"
+        " --teacher {wildcards.teacher} --sampling {params.sampling} {params.limits}"
         " --rows {output.rows:q} --summary {output.summary:q} > {log:q} 2>&1"
 
 

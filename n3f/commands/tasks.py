@@ -62,7 +62,8 @@ def _common(p: argparse.ArgumentParser, max_frames: int) -> None:
     p.add_argument("--out", required=True, help="output folder (JSON scores + figures)")
     p.add_argument("--objects", nargs="+", help="objects to score (default: all but actors)")
     p.add_argument("--feature-threshold", type=float, default=FEATURE_THRESHOLD,
-                   help="cosine distance to the query descriptor below which a feature matches")
+                   help="cosine distance to the query descriptor below which a feature matches "
+                        "(default: calibrated per object on its query frame's mask)")
     p.add_argument("--descriptor", choices=["n3f", "teacher"], default="n3f",
                    help="features the query descriptor is averaged from (query-frame mask)")
     p.add_argument("--max-frames", type=int, default=max_frames, help="evaluation frames per object")

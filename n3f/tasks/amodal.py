@@ -29,6 +29,7 @@ import numpy as np
 
 from n3f.tasks.retrieval import cosine_distance_map
 from n3f.tasks.segment3d import (
+    AUTO,
     FEATURE_THRESHOLD,
     OPACITY_THRESHOLD,
     Inputs,
@@ -68,7 +69,7 @@ def evaluate_amodal(
     out_dir: str | Path,
     *,
     objects: Iterable[str] | None = None,
-    feature_threshold: float = FEATURE_THRESHOLD,
+    feature_threshold: float | None = FEATURE_THRESHOLD,
     opacity_threshold: float = OPACITY_THRESHOLD,
     max_frames: int = 4,
     source: str = "n3f",
@@ -90,7 +91,8 @@ def evaluate_amodal(
             continue
         (desc, q), (desc_t, _) = d, dt
         visible = [f for f in frames if st.masks(f, "amodal")[k].any()][:max_frames]
-        modifier = feature_modifier(desc, feature_threshold, keep=True)
+        thr = inputs.threshold(obj, desc, q, feature_threshold, source)
+        modifier = feature_modifier(desc, thr, keep=True)
         per_frame = []
         for f in visible:
             amodal, modal = st.masks(f, "amodal")[k], st.masks(f, "modal")[k]
@@ -122,7 +124,7 @@ def evaluate_amodal(
         keys = ("iou_n3f", "iou_n3f_best", "iou_teacher_best")
         means = {k2[5:]: v for k2, v in _means(per_frame, keys).items()}
         occ = {f"occluded_{k2[5:]}": v for k2, v in _means([p for p in per_frame if p["occluded"]], keys).items()}
-        rows.append({"object": obj, "query_frame": q, **means, **occ, "frames": per_frame})
+        rows.append({"object": obj, "query_frame": q, "feature_threshold": thr, **means, **occ, "frames": per_frame})
         if per_frame:
             print(f"[amodal] {obj}: IoU N3F {means['iou_n3f']:.3f}, teacher (best threshold) "
                   f"{means['iou_teacher_best']:.3f}", file=sys.stderr)
@@ -131,7 +133,7 @@ def evaluate_amodal(
         "task": "amodal",
         "scene": st.name,
         "descriptor_source": source,
-        "thresholds": {"feature_distance": feature_threshold, "opacity": opacity_threshold,
+        "thresholds": {"feature_distance": AUTO if feature_threshold is None else feature_threshold, "opacity": opacity_threshold,
                        "baseline": "best of grid per (object, frame)", "grid": list(BASELINE_GRID)},
         "objects": rows,
         **_means(rows, keys),

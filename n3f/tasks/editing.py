@@ -31,6 +31,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from n3f.tasks.segment3d import (
+    AUTO,
     FEATURE_THRESHOLD,
     Inputs,
     _means,
@@ -75,7 +76,7 @@ def evaluate_editing(
     out_dir: str | Path,
     *,
     objects: Iterable[str] | None = None,
-    feature_threshold: float = FEATURE_THRESHOLD,
+    feature_threshold: float | None = FEATURE_THRESHOLD,
     max_frames: int = 2,
     source: str = "n3f",
 ) -> dict[str, Any]:
@@ -91,7 +92,8 @@ def evaluate_editing(
             continue
         desc, q = d
         visible = [f for f in frames if st.masks(f, "amodal")[k].any()][:max_frames]
-        modifier = feature_modifier(desc, feature_threshold, keep=False)
+        thr = inputs.threshold(obj, desc, q, feature_threshold, source)
+        modifier = feature_modifier(desc, thr, keep=False)
         per_frame = []
         for f in visible:
             before = inputs.render(f)["rgb"]
@@ -113,7 +115,7 @@ def evaluate_editing(
             write_png(out_dir / f"edit_{obj}_f{f}.png", strip)
         keys = ("psnr_edited", "psnr_unedited", "masked_psnr_edited", "masked_psnr_unedited")
         means = {k2[5:]: v for k2, v in _means(per_frame, keys).items()}
-        rows.append({"object": obj, "query_frame": q, **means, "frames": per_frame})
+        rows.append({"object": obj, "query_frame": q, "feature_threshold": thr, **means, "frames": per_frame})
         if per_frame:
             print(f"[edit] {obj}: masked PSNR {means['masked_psnr_edited']:.2f} dB edited vs "
                   f"{means['masked_psnr_unedited']:.2f} unedited", file=sys.stderr)
@@ -122,7 +124,7 @@ def evaluate_editing(
         "task": "edit",
         "scene": st.name,
         "descriptor_source": source,
-        "thresholds": {"feature_distance": feature_threshold},
+        "thresholds": {"feature_distance": AUTO if feature_threshold is None else feature_threshold},
         "psnr_cap": PSNR_CAP,
         "objects": rows,
         **_means(rows, keys),

@@ -16,6 +16,7 @@ import pandas as pd
 from n3f.features.store import FeatureStore
 from n3f.scene.store import SceneStore
 from n3f.tasks.figures import pca_figure, retrieval_figure
+from n3f.tasks.tables import TASK_SCORES
 
 
 @dataclass
@@ -74,7 +75,27 @@ def write_scene_report(scene_path: str | Path, evaluated: list[Evaluated], out_m
                   "Distance of every pixel to the query object's mean feature (dark = close); the example is the "
                   "query/gallery pair with the median N3F AP, not a hand-picked one.", "",
                   f"![retrieval](figures/{name}_retrieval.png)", "", f"![pca](figures/{name}_pca.png)", ""]
+        lines += _task_section(ev, out_md.parent)
     tmp = out_md.with_name(out_md.name + ".partial")
     tmp.write_text("\n".join(lines))
     tmp.replace(out_md)
     return out_md
+
+
+def _task_section(ev: Evaluated, report_dir: Path) -> list[str]:
+    """Scores and first picture of the 3D segmentation, editing and amodal tasks, where they ran."""
+    lines = []
+    for task, keys in TASK_SCORES.items():
+        path = ev.folder / task / f"{task}.json"
+        if not path.is_file():
+            continue
+        summary = json.loads(path.read_text())
+        scores = ", ".join(f"{k.removeprefix('mean_')} {summary[k]:.3f}" for k in keys if summary.get(k) is not None)
+        lines += [f"**{task}** ({ev.field} / {ev.teacher}): {scores}", ""]
+        pictures = sorted((ev.folder / task).glob("*_f*.png"))
+        clouds = sorted((ev.folder / task).glob("*_highlight.ply"))
+        if pictures:
+            lines += [f"![{task}]({pictures[0].relative_to(report_dir)})", ""]
+        if clouds:
+            lines += [f"Point clouds: `{clouds[0].relative_to(report_dir)}` (selected points in red) and others beside it.", ""]
+    return lines

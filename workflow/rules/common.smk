@@ -161,6 +161,9 @@ def report_inputs(wildcards):
         for name in ("retrieval.json", "retrieval_rows.csv", "metrics.json", "model.pt"):
             inputs[f"{field}_{teacher}_{name}".replace(".", "_")] = f"{folder}/{name}"
         inputs[f"features_{teacher}"] = f"{RESULTS}/{scene}/features/{teacher}.zarr"
+        if SCENES[scene]["source"] == "synthetic":
+            for task in TASK_COMMANDS:
+                inputs[f"{field}_{teacher}_{task}"] = f"{folder}/{task}/{task}.json"
     return inputs
 
 

@@ -59,25 +59,24 @@ def retrieval_figure(
         (d_teacher, "teacher distance", vmax),
         (d_n3f, "N3F distance", vmax),
     ]
-    fig, axes = plt.subplots(1, 4, figsize=(12, 3))
-    for ax, (img, label, vm) in zip(axes, panels):
-        ax.imshow(img, cmap="magma" if vm is not None else None, vmin=0 if vm else None, vmax=vm)
-        ax.set_title(label, fontsize=9)
-        ax.axis("off")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _panel_row(path, panels, title)
 
 
 def pca_figure(path: str | Path, image: np.ndarray, teacher: np.ndarray, rendered: np.ndarray, title: str) -> Path:
     """Frame, teacher features and rendered N3F features in one shared PCA colouring."""
     t_rgb, r_rgb = features_to_rgb([teacher, rendered])
-    fig, axes = plt.subplots(1, 3, figsize=(9, 3))
-    for ax, img, label in zip(axes, (image, t_rgb, r_rgb), ("frame", "teacher features (PCA)", "N3F features (PCA)")):
-        ax.imshow(img)
+    panels = [(image, "frame", None), (t_rgb, "teacher features (PCA)", None), (r_rgb, "N3F features (PCA)", None)]
+    return _panel_row(path, panels, title)
+
+
+def _panel_row(path: str | Path, panels: list[tuple[np.ndarray, str, float | None]], title: str) -> Path:
+    """One row of titled images; panels with a ``vmax`` are drawn as scalar maps on a shared scale."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 3))
+    for ax, (img, label, vmax) in zip(axes, panels):
+        if vmax is None:
+            ax.imshow(img)
+        else:
+            ax.imshow(img, cmap="magma", vmin=0, vmax=vmax)
         ax.set_title(label, fontsize=9)
         ax.axis("off")
     fig.suptitle(title, fontsize=10)

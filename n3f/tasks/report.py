@@ -92,7 +92,7 @@ def _task_section(ev: Evaluated, report_dir: Path) -> list[str]:
         summary = json.loads(path.read_text())
         scores = ", ".join(f"{k.removeprefix('mean_')} {summary[k]:.3f}" for k in keys if summary.get(k) is not None)
         lines += [f"**{task}** ({ev.field} / {ev.teacher}): {scores}", ""]
-        pictures = sorted((ev.folder / task).glob("*_f*.png"))
+        pictures = sorted((ev.folder / task).glob(f"{task}_*_f*.png"))  # edit: the before/after strip
         clouds = sorted((ev.folder / task).glob("*_highlight.ply"))
         if pictures:
             lines += [f"![{task}]({pictures[0].relative_to(report_dir)})", ""]

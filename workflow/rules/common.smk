@@ -1,11 +1,17 @@
 # Shared helpers: config validation, scene lookup, output paths.
 import json
+import sys
 from pathlib import Path
 
 from snakemake.utils import validate
 
 
 validate(config, schema="../schemas/config.schema.yaml")
+
+# Rules call the ``n3f`` command. `.venv/bin/snakemake` from a venv that is not
+# activated would not find it, so the interpreter's own bin folder is appended
+# to PATH: an activated conda/venv environment still comes first.
+shell.prefix(f'set -euo pipefail; export PATH="$PATH:{Path(sys.executable).parent}"; ')
 
 RESULTS = config["results"]
 INTERMEDIATE = config["intermediate"]

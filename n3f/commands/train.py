@@ -32,7 +32,8 @@ def _config(args: argparse.Namespace, **flags: Any):
                 raise N3FInputError(f"--config-json is not valid JSON: {err}") from err
         else:
             path = args.config_json
-    return load_config(path, {**inline, **flags})
+    # flags left unset (None) must not hide the same key of --config-json (e.g. the workflow's steps)
+    return load_config(path, {**inline, **{k: v for k, v in flags.items() if v is not None}})
 
 
 def _report(metrics: dict[str, Any]) -> None:

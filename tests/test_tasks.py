@@ -1,8 +1,10 @@
 """3D segmentation, object removal and amodal segmentation: scoring functions and the three commands.
 
-Scoring functions are checked on cases with a known answer; the commands run
-end to end on a tiny synthetic scene with a briefly trained field (quality is
-not asserted there - only that every output is written and well formed).
+Scoring functions and the threshold calibration are checked on cases with a
+known answer (ground truth from the analytic renderer where it applies); the
+commands run end to end on a tiny synthetic scene with a briefly trained field
+(quality is not asserted there - only that every output is written, well
+formed and consistent with the per-frame rows).
 """
 
 from __future__ import annotations
@@ -16,30 +18,39 @@ import pytest
 import torch
 
 from n3f.scene import SceneStore, write_scene
-from n3f.tasks.amodal import best_threshold_iou, iou
-from n3f.tasks.editing import PSNR_CAP, psnr
-from n3f.tasks.segment3d import (
-    feature_modifier,
-    gt_surface_points,
-    gt_view,
-    object_primitive,
-    segmentation_precision_recall,
-    to_world,
-    write_ply,
-)
+from n3f.tasks.amodal import amodal_scores, best_threshold_iou, iou
+from n3f.tasks.common import gt_surface_points, gt_view, object_primitive, to_world, write_ply
+from n3f.tasks.editing import PSNR_CAP, edit_scores, psnr
+from n3f.tasks.segment3d import segmentation_precision_recall
+from n3f.tasks.selection import calibrate_threshold, feature_modifier
 
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> dict[str, Path]:
+def make_tiny(root: Path) -> dict[str, Path]:
+    """A 10-frame 32 x 24 synthetic scene and its mask-derived teacher features (shared with test_report)."""
     from n3f.synthetic import make_scene
     from n3f.train.mask_features import write_mask_features
 
-    root = tmp_path_factory.mktemp("tasks")
     scene = write_scene(make_scene("tiny_tasks", kind="static", n_frames=10, width=32, height=24, seed=1),
                         root / "scene.zarr", progress=False)
     return {"root": root, "scene": scene, "features": write_mask_features(scene, root / "features.zarr", patch=4)}
+
+
+def train_tiny(scene: Path, features: Path, out: Path, steps: int = 40) -> Path:
+    """RGB pretraining then distillation of a grid field for a few steps; returns the distilled model.pt."""
+    from n3f.train import TrainConfig, distill, pretrain_rgb
+
+    small = {"batch_rays": 128, "lr": 0.02, "eval_frames": 1, "progress": False, "threads": 1,
+             "sampler": {"n_proposal": 16, "n_importance": 8, "n_uniform": 4}}
+    pretrain_rgb(scene, out / "rgb", TrainConfig(field="grid", steps=steps, **small))
+    distill(scene, features, out / "rgb", out / "d", TrainConfig(field="grid", steps=steps, freeze_steps=steps // 4, **small))
+    return out / "d" / "model.pt"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict[str, Path]:
+    return make_tiny(tmp_path_factory.mktemp("tasks"))
 
 
 # -- scoring functions -------------------------------------------------------
@@ -86,6 +97,68 @@ def test_feature_modifier_keeps_or_removes_matches():
     keep = feature_modifier(desc, 0.2, keep=True)(torch.zeros(3, 3), out)
     drop = feature_modifier(desc, 0.2, keep=False)(torch.zeros(3, 3), out)
     assert keep.tolist() == [1.0, 0.0, 0.0] and drop.tolist() == [0.0, 1.0, 1.0]
+    # a matching feature in (nearly) empty space does not match: its feature was never supervised
+    sparse = {"features": feats, "density": torch.tensor([0.5, 5.0, 5.0])}
+    assert feature_modifier(desc, 0.2, keep=True, density_threshold=1.0)(torch.zeros(3, 3), sparse).tolist() == [0, 0, 0]
+    assert feature_modifier(desc, 0.4, keep=False, density_threshold=1.0)(torch.zeros(3, 3), sparse).tolist() == [1, 1, 0]
+
+
+def test_calibrated_threshold_known_answers():
+    obj = np.r_[np.ones(30, bool), np.zeros(70, bool)]
+    separable = np.where(obj, 0.1, 0.5)
+    c = calibrate_threshold(separable, obj)
+    # the smallest grid threshold above every object distance: all of the object, none of the background
+    assert c["threshold"] == pytest.approx(0.12) and c["iou"] == 1.0
+    assert c["object_selected"] == 1.0 and c["background_selected"] == 0.0
+    # 10 background samples as close as the object: they cannot be told apart, IoU 30 / 40
+    mixed = separable.copy()
+    mixed[30:40] = 0.1
+    c = calibrate_threshold(mixed, obj)
+    assert c["iou"] == pytest.approx(0.75) and c["background_selected"] == pytest.approx(10 / 70)
+    # half the object far away: taking it too would select all the background (IoU 0.3), so it is left
+    spread = separable.copy()
+    spread[15:30] = 0.9
+    c = calibrate_threshold(spread, obj)
+    assert c["iou"] == pytest.approx(0.5) and c["threshold"] <= 0.5
+    with pytest.raises(ValueError, match="object sample"):
+        calibrate_threshold(separable, np.zeros(100, bool))
+
+
+def test_edit_scores_perfect_removal_equals_ground_truth(tiny):
+    """Known answer from the analytic renderer: a perfect removal *is* the scene rendered without the object."""
+    st = SceneStore(tiny["scene"])
+    f = 0
+    k = next(i for i in range(len(st.object_names)) if st.masks(f, "amodal")[i].sum() > 4)
+    obj, amodal = st.object_names[k], st.masks(f, "amodal")[k]
+    removed = gt_view(st, f, exclude=(obj,))["rgb"]
+    original = st.frame(f)
+    perfect = edit_scores(original, removed, removed, original, amodal)
+    assert perfect["psnr_edited"] == PSNR_CAP and perfect["masked_psnr_edited"] == PSNR_CAP
+    assert perfect["masked_psnr_reconstruction"] == PSNR_CAP  # the 'unedited render' is the original itself
+    # the unedited image still shows the object: finite, the same number the metric gives directly
+    assert perfect["masked_psnr_unedited"] == pytest.approx(psnr(original, removed, amodal))
+    assert perfect["masked_psnr_unedited"] < 40
+    # a removal that changes nothing scores exactly the unedited baseline
+    nothing = edit_scores(original, original, removed, original, amodal)
+    assert nothing["masked_psnr_edited"] == nothing["masked_psnr_unedited"]
+    assert nothing["mask_pixels"] == int(amodal.sum())
+
+
+def test_amodal_scores_known_answers():
+    amodal = np.zeros((10, 10), bool)
+    amodal[2:8, 2:8] = True  # 36 pixels
+    modal = amodal.copy()
+    modal[2:8, 5:8] = False  # right half hidden behind an occluder: 18 visible
+    teacher = np.where(modal, 0.1, 0.9)  # a perfect 2D (modal) segmenter
+    full = amodal_scores(amodal.astype(float), teacher, amodal, modal)
+    assert full["iou_n3f"] == 1.0 and full["iou_n3f_best"] == 1.0 and full["occluded"]
+    # the perfect modal segmenter reaches exactly the modal oracle, 18 / 36, and no more
+    assert full["iou_teacher_best"] == pytest.approx(0.5) == full["iou_modal_oracle"]
+    assert full["iou_n3f_vs_modal"] == pytest.approx(0.5)
+    visible_only = amodal_scores(modal * 0.9, teacher, amodal, modal)
+    assert visible_only["iou_n3f"] == pytest.approx(0.5)
+    faint = amodal_scores(amodal * 0.3, teacher, amodal, modal)  # below the 0.5 opacity threshold
+    assert faint["iou_n3f"] == 0.0 and faint["iou_n3f_best"] == 1.0
 
 
 def test_ground_truth_surface_points_lie_on_the_object(tiny):
@@ -122,13 +195,8 @@ def test_write_ply_roundtrip(tmp_path):
 # -- end to end ----------------------------------------------------------------
 def test_commands_write_scores_and_figures(tiny, tmp_path):
     from n3f.commands import tasks
-    from n3f.train import TrainConfig, distill, pretrain_rgb
 
-    small = {"batch_rays": 128, "lr": 0.02, "eval_frames": 1, "progress": False, "threads": 1,
-             "sampler": {"n_proposal": 16, "n_importance": 8, "n_uniform": 4}}
-    pretrain_rgb(tiny["scene"], tmp_path / "rgb", TrainConfig(field="grid", steps=40, **small))
-    distill(tiny["scene"], tiny["features"], tmp_path / "rgb", tmp_path / "d",
-            TrainConfig(field="grid", steps=40, freeze_steps=10, **small))
+    train_tiny(tiny["scene"], tiny["features"], tmp_path)
 
     parser = argparse.ArgumentParser()
     tasks.add_parser(parser.add_subparsers(required=True))

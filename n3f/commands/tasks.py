@@ -13,7 +13,7 @@ import argparse
 def _inputs(args: argparse.Namespace):
     import torch
 
-    from n3f.tasks.segment3d import load_inputs
+    from n3f.tasks.common import load_inputs
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -36,7 +36,7 @@ def run_edit(args: argparse.Namespace) -> None:
 
     s = evaluate_editing(
         _inputs(args), args.out, objects=args.objects, feature_threshold=args.feature_threshold,
-        max_frames=args.max_frames, source=args.descriptor,
+        density_threshold=args.density_threshold, max_frames=args.max_frames, source=args.descriptor,
     )
     print(f"[eval_edit {s['scene']}] masked PSNR edited {s['mean_masked_psnr_edited']:.2f} dB, "
           f"unedited {s['mean_masked_psnr_unedited']:.2f} dB")
@@ -47,14 +47,15 @@ def run_amodal(args: argparse.Namespace) -> None:
 
     s = evaluate_amodal(
         _inputs(args), args.out, objects=args.objects, feature_threshold=args.feature_threshold,
-        opacity_threshold=args.opacity_threshold, max_frames=args.max_frames, source=args.descriptor,
+        density_threshold=args.density_threshold, opacity_threshold=args.opacity_threshold,
+        max_frames=args.max_frames, source=args.descriptor,
     )
     print(f"[eval_amodal {s['scene']}] IoU N3F {s['mean_iou_n3f']:.3f}, teacher (best threshold) "
           f"{s['mean_iou_teacher_best']:.3f}")
 
 
 def _common(p: argparse.ArgumentParser, max_frames: int) -> None:
-    from n3f.tasks.segment3d import FEATURE_THRESHOLD
+    from n3f.tasks.selection import DENSITY_THRESHOLD, FEATURE_THRESHOLD
 
     p.add_argument("--scene", required=True, help="synthetic scene store (needs attrs geometry/synthetic)")
     p.add_argument("--features", required=True, help="teacher feature store")
@@ -64,6 +65,8 @@ def _common(p: argparse.ArgumentParser, max_frames: int) -> None:
     p.add_argument("--feature-threshold", type=float, default=FEATURE_THRESHOLD,
                    help="cosine distance to the query descriptor below which a feature matches "
                         "(default: calibrated per object on its query frame's mask)")
+    p.add_argument("--density-threshold", type=float, default=DENSITY_THRESHOLD,
+                   help="samples at most this dense never match (their features are unsupervised)")
     p.add_argument("--descriptor", choices=["n3f", "teacher"], default="n3f",
                    help="features the query descriptor is averaged from (query-frame mask)")
     p.add_argument("--max-frames", type=int, default=max_frames, help="evaluation frames per object")
@@ -73,11 +76,11 @@ def _common(p: argparse.ArgumentParser, max_frames: int) -> None:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from n3f.tasks.segment3d import DENSITY_THRESHOLD, OPACITY_THRESHOLD, TOLERANCE
+    from n3f.tasks.common import OPACITY_THRESHOLD
+    from n3f.tasks.segment3d import TOLERANCE
 
     p = sub.add_parser("eval-segment3d", help="3D segmentation by feature matching: precision/recall vs geometry")
     _common(p, 4)
-    p.add_argument("--density-threshold", type=float, default=DENSITY_THRESHOLD)
     p.add_argument("--opacity-threshold", type=float, default=OPACITY_THRESHOLD,
                    help="pixels back-projected to 3D must be at least this opaque")
     p.add_argument("--tolerance", type=float, default=TOLERANCE, help="distance tolerance, normalised units")

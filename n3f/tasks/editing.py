@@ -30,20 +30,11 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from n3f.tasks.segment3d import (
-    AUTO,
-    FEATURE_THRESHOLD,
-    Inputs,
-    _means,
-    eval_frames,
-    feature_modifier,
-    gt_view,
-    task_objects,
-    write_json,
-    write_png,
-)
+from n3f.tasks.common import Inputs, eval_frames, gt_view, means, write_json, write_png
+from n3f.tasks.selection import AUTO, DENSITY_THRESHOLD, FEATURE_THRESHOLD, object_queries
 
 PSNR_CAP = 100.0
+SCORES = ("psnr_edited", "psnr_unedited", "masked_psnr_edited", "masked_psnr_unedited", "masked_psnr_reconstruction")
 
 
 def _float01(img: np.ndarray) -> np.ndarray:
@@ -71,29 +62,44 @@ def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None, cap: floa
     return float(-10.0 * np.log10(mse))
 
 
+def edit_scores(unedited: np.ndarray, edited: np.ndarray, removed: np.ndarray, original: np.ndarray,
+                mask: np.ndarray) -> dict[str, float]:
+    """Scores of one removal: renders against the ground truth without the object (``removed``).
+
+    ``original`` is the ground truth *with* the object: the unedited render's
+    masked PSNR against it (``masked_psnr_reconstruction``) is how well the
+    field reproduces that region at all, a ceiling a removal cannot be
+    expected to beat. ``mask``: the object's amodal mask.
+    """
+    return {
+        "psnr_edited": psnr(edited, removed),
+        "psnr_unedited": psnr(unedited, removed),
+        "masked_psnr_edited": psnr(edited, removed, mask),
+        "masked_psnr_unedited": psnr(unedited, removed, mask),
+        "masked_psnr_reconstruction": psnr(unedited, original, mask),
+        "mask_pixels": int(np.asarray(mask, bool).sum()),
+    }
+
+
 def evaluate_editing(
     inputs: Inputs,
     out_dir: str | Path,
     *,
     objects: Iterable[str] | None = None,
     feature_threshold: float | None = FEATURE_THRESHOLD,
+    density_threshold: float = DENSITY_THRESHOLD,
     max_frames: int = 2,
     source: str = "n3f",
 ) -> dict[str, Any]:
     st = inputs.store
     out_dir = Path(out_dir)
     frames = eval_frames(st, max_frames * 4)  # thinned further per object to frames where it is visible
-    rows = []
-    for obj in task_objects(st, objects):
-        k = st.object_names.index(obj)
-        d = inputs.descriptor(obj, source)
-        if d is None:
-            rows.append({"object": obj, "note": "not visible in any annotated frame"})
-            continue
-        desc, q = d
+    queries, rows = object_queries(inputs, objects, source=source, feature_threshold=feature_threshold,
+                                   density_threshold=density_threshold)
+    for oq in queries:
+        obj, k = oq.name, oq.index
         visible = [f for f in frames if st.masks(f, "amodal")[k].any()][:max_frames]
-        thr = inputs.threshold(obj, desc, q, feature_threshold, source)
-        modifier = feature_modifier(desc, thr, keep=False)
+        modifier = oq.modifier(keep=False)
         per_frame = []
         for f in visible:
             before = inputs.render(f)["rgb"]
@@ -101,33 +107,25 @@ def evaluate_editing(
                                                  density_modifier=modifier)["rgb"]
             gt = gt_view(st, f, exclude=(obj,))["rgb"]
             amodal = st.masks(f, "amodal")[k]
-            per_frame.append({
-                "frame": f,
-                "psnr_edited": psnr(after, gt),
-                "psnr_unedited": psnr(before, gt),
-                "masked_psnr_edited": psnr(after, gt, amodal),
-                "masked_psnr_unedited": psnr(before, gt, amodal),
-                "mask_pixels": int(amodal.sum()),
-            })
+            per_frame.append({"frame": f, **edit_scores(before, after, gt, st.frame(f), amodal)})
             write_png(out_dir / f"before_{obj}_f{f}.png", before)
             write_png(out_dir / f"after_{obj}_f{f}.png", after)
             strip = np.concatenate([_float01(st.frame(f)), _float01(before), _float01(after), _float01(gt)], axis=1)
             write_png(out_dir / f"edit_{obj}_f{f}.png", strip)
-        keys = ("psnr_edited", "psnr_unedited", "masked_psnr_edited", "masked_psnr_unedited")
-        means = {k2[5:]: v for k2, v in _means(per_frame, keys).items()}
-        rows.append({"object": obj, "query_frame": q, "feature_threshold": thr, **means, "frames": per_frame})
+        avg = {k2[5:]: v for k2, v in means(per_frame, SCORES).items()}
+        rows.append({**oq.row(), **avg, "frames": per_frame})
         if per_frame:
-            print(f"[edit] {obj}: masked PSNR {means['masked_psnr_edited']:.2f} dB edited vs "
-                  f"{means['masked_psnr_unedited']:.2f} unedited", file=sys.stderr)
-    keys = ("psnr_edited", "psnr_unedited", "masked_psnr_edited", "masked_psnr_unedited")
+            print(f"[edit] {obj}: masked PSNR {avg['masked_psnr_edited']:.2f} dB edited vs "
+                  f"{avg['masked_psnr_unedited']:.2f} unedited", file=sys.stderr)
     summary = {
         "task": "edit",
         "scene": st.name,
         "descriptor_source": source,
-        "thresholds": {"feature_distance": AUTO if feature_threshold is None else feature_threshold},
+        "thresholds": {"feature_distance": AUTO if feature_threshold is None else feature_threshold,
+                       "density": density_threshold},
         "psnr_cap": PSNR_CAP,
         "objects": rows,
-        **_means(rows, keys),
+        **means(rows, SCORES),
     }
     write_json(out_dir / "edit.json", summary)
     return summary

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from n3f.errors import N3FInputError
 from n3f.features.store import FeatureStore
 from n3f.scene.store import SceneStore
 from n3f.tasks.figures import pca_figure, retrieval_figure
@@ -36,6 +37,13 @@ def _typical_pair(rows: pd.DataFrame) -> tuple[str, int, int]:
     return str(n3f.loc[i, "object"]), int(n3f.loc[i, "query"]), int(n3f.loc[i, "gallery"])
 
 
+def _require(folder: Path, names: tuple[str, ...]) -> None:
+    """Name the stage whose output is missing instead of failing on the first file read."""
+    missing = [n for n in names if not (folder / n).is_file()]
+    if missing:
+        raise N3FInputError(f"{folder}: {', '.join(missing)} missing; run training and eval_retrieval for it first.")
+
+
 def write_scene_report(scene_path: str | Path, evaluated: list[Evaluated], out_md: str | Path, device: str = "cpu") -> Path:
     from n3f.render.model_io import load_renderer
 
@@ -47,6 +55,8 @@ def write_scene_report(scene_path: str | Path, evaluated: list[Evaluated], out_m
              f"{store.n_frames} frames of {store.image_size[1]}x{store.image_size[0]}.", ""]
     lines += ["## Object retrieval mAP (%)", "", "| field | teacher | teacher mAP | N3F mAP | gain | held-out PSNR (dB) | feature cosine |",
               "|---|---|---:|---:|---:|---:|---:|"]
+    for ev in evaluated:
+        _require(ev.folder, ("retrieval.json", "metrics.json", "retrieval_rows.csv", "model.pt"))
     for ev in evaluated:
         summary = json.loads((ev.folder / "retrieval.json").read_text())
         metrics = json.loads((ev.folder / "metrics.json").read_text())

@@ -36,7 +36,7 @@ from n3f.render.renderer import Renderer  # noqa: E402
 from n3f.scene import SceneStore, write_scene  # noqa: E402
 from n3f.train.config import TrainConfig  # noqa: E402
 from n3f.train.data import RaySampler  # noqa: E402
-from n3f.train.loop import _loss, _lr_lambda, new_renderer  # noqa: E402
+from n3f.train.loop import _loss, _lr_lambda, adam_kwargs, new_renderer  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -59,7 +59,7 @@ def build(field: str, scene: SceneStore, batch: int, steps: int | None) -> tuple
     groups = r.field.param_groups(cfg.lr)
     if r.background is not None:
         groups.append({"params": list(r.background.parameters()), "lr": cfg.lr})
-    opt = torch.optim.Adam(groups, lr=cfg.lr, eps=cfg.adam_eps)
+    opt = torch.optim.Adam(groups, lr=cfg.lr, eps=cfg.adam_eps, **adam_kwargs(torch.device("cpu")))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
     return r, opt, sched, cfg
 

@@ -37,6 +37,17 @@ from n3f.render.space import SceneSpace
 
 BACKGROUNDS = ("learned", "black", "white")
 
+def default_chunk(device: torch.device) -> int:
+    """Rays per inference forward pass.
+
+    Each layer's activations are rays x ~100 samples x 64 channels. On a CPU,
+    4096 rays make that ~100 MB per tensor, freshly paged in at every layer;
+    512 rays stay in cache and render a frame about 3x faster (bench/NOTES.md).
+    A GPU wants large batches instead.
+    """
+    return 16384 if device.type == "cuda" else 512
+
+
 DensityModifier = Callable[[Tensor, dict[str, Tensor]], Tensor]
 """(world points (P, 3), field outputs at them) -> (P,) factor multiplied into density."""
 
@@ -193,8 +204,12 @@ class Renderer(nn.Module):
         return result
 
     @torch.no_grad()
-    def render_rays_chunked(self, rays: RayBundle, chunk: int = 4096, **kw: Any) -> dict[str, Tensor]:
-        """Render many rays in bounded memory; returns per-ray outputs on the CPU."""
+    def render_rays_chunked(self, rays: RayBundle, chunk: int | None = None, **kw: Any) -> dict[str, Tensor]:
+        """Render many rays in bounded memory; returns per-ray outputs on the CPU.
+
+        ``chunk`` rays go through the field at once (None: :func:`default_chunk` for the device).
+        """
+        chunk = chunk or default_chunk(rays.origins.device)
         keep = ("rgb", "features", "depth", "opacity", "beta")
         parts: dict[str, list[Tensor]] = {}
         for i in range(0, len(rays), chunk):
@@ -214,7 +229,7 @@ class Renderer(nn.Module):
         width: int,
         depth_bounds: tuple[float, float] | np.ndarray,
         frame: int = 0,
-        chunk: int = 4096,
+        chunk: int | None = None,
         downscale: int = 1,
         **kw: Any,
     ) -> dict[str, np.ndarray]:

@@ -37,7 +37,7 @@ def evaluate_retrieval(
     teacher: str,
     sampling: str = "nearest",
     device: str | None = None,
-    chunk: int = 8192,
+    chunk: int | None = None,
     max_queries: int | None = None,
     max_gallery: int | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:

@@ -51,7 +51,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     log_every: int = 10
     eval_frames: int = 8  # held-out frames rendered for metrics.json (0: all val frames)
-    eval_chunk: int = 4096
+    eval_chunk: int = 0  # rays per forward pass when evaluating (0: the device's default)
     amp: bool = True  # bf16 autocast, CUDA only
     device: str = "auto"
     threads: int = 0  # torch CPU threads (0: leave as is)

@@ -34,7 +34,7 @@ def evaluate(
     frames: np.ndarray | None = None,
     max_frames: int = 8,
     feature_mode: str = "nearest",
-    chunk: int = 4096,
+    chunk: int | None = None,
 ) -> dict[str, Any]:
     """Render held-out frames; PSNR is the mean of per-frame PSNRs, cosine the mean over pixels."""
     renderer.eval()
@@ -42,7 +42,7 @@ def evaluate(
     outputs = ("rgb", "features") if features is not None else ("rgb",)
     psnrs, cosines = [], []
     for i in frames:
-        out = renderer.render_frame(scene, int(i), chunk=chunk, outputs=outputs)
+        out = renderer.render_frame(scene, int(i), chunk=chunk or None, outputs=outputs)
         gt = scene.frame(int(i)).astype(np.float32) / 255.0
         psnrs.append(psnr(float(np.mean((np.clip(out["rgb"], 0, 1) - gt) ** 2))))
         if features is not None:

@@ -68,6 +68,14 @@ def new_renderer(scene: SceneStore, cfg: TrainConfig, feature_dim: int) -> Rende
     return Renderer(field, space, SamplerConfig.for_field(field, cfg.sampler), cfg.background)
 
 
+def adam_kwargs(device: torch.device) -> dict[str, Any]:
+    """Fused Adam: one kernel over every parameter instead of a dozen per tensor.
+
+    The plane grids hold most parameters and every step updates all of them, so
+    the per-tensor optimiser was a quarter of a CPU step (bench/NOTES.md)."""
+    return {"fused": True} if device.type in ("cpu", "cuda") else {}
+
+
 def renderer_from_init(init: str | Path, feature_dim: int) -> tuple[Renderer, dict[str, Any]]:
     """Rebuild the stage-1 renderer; feature heads are re-created if the width changes."""
     data = load_model_file(init)
@@ -176,7 +184,7 @@ def run_training(
     groups = renderer.field.param_groups(cfg.lr)
     if renderer.background is not None:
         groups.append({"params": list(renderer.background.parameters()), "lr": cfg.lr, "name": "background"})
-    optim = torch.optim.Adam(groups, lr=cfg.lr, eps=cfg.adam_eps)
+    optim = torch.optim.Adam(groups, lr=cfg.lr, eps=cfg.adam_eps, **adam_kwargs(device))
     sched = torch.optim.lr_scheduler.LambdaLR(optim, _lr_lambda(cfg))
     np_rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed + 1)

@@ -34,7 +34,7 @@ _SMALL_TRAINING: dict[str, Any] = {
 }
 
 
-def tiny_config(workdir: Path, *, rgb_steps: int = 30, distill_steps: int = 20, scenes: int = 1) -> dict[str, Any]:
+def tiny_config(workdir: Path, *, rgb_steps: int = 150, distill_steps: int = 60, scenes: int = 1) -> dict[str, Any]:
     """The tiny configuration, writing under ``workdir``; ``scenes=2`` adds a second scene."""
     entries = [
         {"name": f"tiny{i}" if i else "tiny", "source": "synthetic",

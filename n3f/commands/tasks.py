@@ -70,7 +70,7 @@ def _common(p: argparse.ArgumentParser, max_frames: int) -> None:
     p.add_argument("--descriptor", choices=["n3f", "teacher"], default="n3f",
                    help="features the query descriptor is averaged from (query-frame mask)")
     p.add_argument("--max-frames", type=int, default=max_frames, help="evaluation frames per object")
-    p.add_argument("--chunk", type=int, default=8192, help="rays per render chunk")
+    p.add_argument("--chunk", type=int, default=None, help="rays per render pass (default: 512 on CPU, 16384 on GPU)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
     p.add_argument("--device")
 

@@ -76,7 +76,7 @@ class Inputs:
     store: SceneStore
     features: Any  # FeatureStore or None
     renderer: Any
-    chunk: int = 8192
+    chunk: int | None = None  # rays per render pass (None: the device default)
 
     _rendered: dict | None = None
 
@@ -98,7 +98,7 @@ class Inputs:
 
 
 def load_inputs(scene: str | Path, features: str | Path | None, model: str | Path, device: str | None = None,
-                chunk: int = 8192) -> Inputs:
+                chunk: int | None = None) -> Inputs:
     from n3f.features.store import FeatureStore
     from n3f.render.model_io import load_renderer
 

@@ -16,7 +16,7 @@ rule eval_retrieval:
         "logs/eval_retrieval/{scene}/{field}/{teacher}.log",
     benchmark:
         "benchmarks/eval_retrieval/{scene}/{field}/{teacher}.tsv"
-    threads: 2
+    threads: config["threads"]
     conda:
         "../../environment.yml"
     resources:
@@ -91,7 +91,7 @@ rule eval_task:
         "logs/eval_{task}/{scene}/{field}/{teacher}.log",
     benchmark:
         "benchmarks/eval_{task}/{scene}/{field}/{teacher}.tsv"
-    threads: 2
+    threads: config["threads"]
     conda:
         "../../environment.yml"
     resources:

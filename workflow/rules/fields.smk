@@ -15,7 +15,7 @@ rule pretrain_rgb:
         "logs/pretrain_rgb/{scene}/{field}.log",
     benchmark:
         "benchmarks/pretrain_rgb/{scene}/{field}.tsv"
-    threads: 2
+    threads: config["threads"]
     conda:
         "../../environment.yml"
     resources:
@@ -42,7 +42,7 @@ rule distill:
         "logs/distill/{scene}/{field}/{teacher}.log",
     benchmark:
         "benchmarks/distill/{scene}/{field}/{teacher}.tsv"
-    threads: 2
+    threads: config["threads"]
     conda:
         "../../environment.yml"
     resources:

@@ -12,7 +12,7 @@ rule teacher_features:
         "logs/teacher_features/{scene}/{teacher}.log",
     benchmark:
         "benchmarks/teacher_features/{scene}/{teacher}.tsv"
-    threads: 2
+    threads: config["threads"]
     conda:
         "../../environment.yml"
     resources:

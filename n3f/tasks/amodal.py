@@ -1,8 +1,8 @@
 """Amodal segmentation by rendering only the queried object, scored against synthetic amodal masks.
 
-N3F: the descriptor selects 3D density (``feature_modifier(..., keep=True)``
-keeps the density of samples within cosine distance ``feature_threshold`` of
-the descriptor and zeroes the rest), the frame is re-rendered and its opacity
+N3F: the object's query (:mod:`n3f.tasks.selection`) selects 3D density
+(``ObjectQuery.modifier(keep=True)`` keeps the density of samples whose feature
+matches the descriptor and zeroes the rest), the frame is re-rendered and its opacity
 thresholded at ``opacity_threshold`` - occluders have lost their density, so
 the object's hidden parts show. IoU against the ground-truth amodal mask.
 
@@ -13,6 +13,8 @@ grid (``BASELINE_GRID``) per (object, frame) - an oracle that favours the
 baseline, so a gain of N3F over it is conservative. N3F's IoU is reported at
 the fixed, given threshold (headline) and, for reference, the oracle-best
 over the same grid (``iou_n3f_best``), so the two can be compared like for like.
+``iou_modal_oracle`` (the ground-truth visible mask against the amodal one)
+bounds every 2D method, the teacher included.
 
 Frames: evaluation frames (see :mod:`n3f.tasks.segment3d`) in which the
 object's amodal mask is not empty; the scores are also given over the subset

@@ -1,13 +1,15 @@
 """Object removal by editing density with fused features, scored against a synthetic re-render.
 
-For each object: the descriptor comes from the query frame (see
-:mod:`n3f.tasks.segment3d`; rendered N3F features by default). The edit zeroes
-the density of every sample whose field feature lies within cosine distance
-``feature_threshold`` of it (``feature_modifier(..., keep=False)``), in both
-sampling passes, and the scene is re-rendered from each evaluation frame in
-which the object is visible. The ground truth is the analytic scene rendered
-from the same camera *without* that object (``render_view(..., exclude=(name,))``,
-shadows included).
+For each object the descriptor and its feature threshold come from the query
+frame (:mod:`n3f.tasks.selection`; the threshold is calibrated on per-sample
+field features, which is what the edit thresholds). The edit zeroes the
+density of every sample that matches (``ObjectQuery.modifier(keep=False)``),
+in both sampling passes and in every stream of a multi-stream field (NeuralDiff:
+a moved object lives in the dynamic stream, the others in the static one; the
+match is on the density-mixed feature, so it does not need to know which), and
+the scene is re-rendered from each evaluation frame in which the object is
+visible. The ground truth is the analytic scene rendered from the same camera
+*without* that object (``render_view(..., exclude=(name,))``, shadows included).
 
 Scores per (object, frame), averaged per object and overall:
 
@@ -15,7 +17,13 @@ Scores per (object, frame), averaged per object and overall:
   against the ground truth without the object, over the whole image (the
   unedited render is the baseline: it still shows the object);
 * ``masked_psnr_edited`` / ``masked_psnr_unedited``: the same inside the
-  object's amodal mask (where removal must reveal what was behind it).
+  object's amodal mask (where removal must reveal what was behind it);
+* ``masked_psnr_reconstruction``: the unedited render against the scene *with*
+  the object, inside the same mask: the field's own fidelity there.
+
+The masked score rewards removing too much (other objects, shadows) as long
+as the object's region is right; the whole-image ``psnr_edited`` against
+``psnr_unedited`` shows that cost, so both are reported.
 
 PSNR of identical images is infinite; it is capped at ``PSNR_CAP`` (100 dB).
 Figures: ``edit_<object>_f<frame>.png`` = [input frame | unedited render |

@@ -69,8 +69,10 @@ def write_retrieval_tables(row_files: Iterable[str | Path], out_csv: str | Path,
 
 TASK_SCORES = {
     "segment3d": ("mean_precision", "mean_recall", "mean_f1"),
-    "edit": ("mean_masked_psnr_edited", "mean_masked_psnr_unedited", "mean_psnr_edited", "mean_psnr_unedited"),
-    "amodal": ("mean_iou_n3f", "mean_iou_teacher_best", "mean_occluded_iou_n3f", "mean_occluded_iou_teacher_best"),
+    "edit": ("mean_masked_psnr_edited", "mean_masked_psnr_unedited", "mean_masked_psnr_reconstruction",
+             "mean_psnr_edited", "mean_psnr_unedited"),
+    "amodal": ("mean_iou_n3f", "mean_iou_teacher_best", "mean_iou_modal_oracle", "mean_occluded_iou_n3f",
+               "mean_occluded_iou_teacher_best"),
 }
 
 
@@ -93,7 +95,10 @@ def write_task_tables(json_files: Iterable[str | Path], out_csv: str | Path, out
     long = pd.DataFrame(records, columns=["scene", "field", "teacher", "task", "score", "value"])
     long.to_csv(out_csv, index=False)
     lines = ["# Scene editing, 3D and amodal segmentation", "",
-             "Scored against synthetic ground truth; `teacher_best` is the 2D teacher at its best threshold.", ""]
+             "Scored against synthetic ground truth; `teacher_best` is the 2D teacher at its best threshold; "
+             "`modal_oracle` the ground-truth visible mask, the best any 2D segmentation can do; "
+             "`masked_psnr_reconstruction` the unedited render vs the scene *with* the object, the field's "
+             "fidelity there (a ceiling for removal).", ""]
     for task, part in long.groupby("task", sort=True):
         wide = part.pivot_table(index=["scene", "field", "teacher"], columns="score", values="value")
         lines += [f"## {task}", "", "| scene | field | teacher | " + " | ".join(wide.columns) + " |",

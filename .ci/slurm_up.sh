@@ -18,7 +18,10 @@ set -euo pipefail
 log() { echo "slurm_up: $*" >&2; }
 
 if [ "$(id -u)" != 0 ]; then
-  log "must run as root (writes /etc/slurm and starts daemons)"; exit 1
+  if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+    exec sudo -n "$0" "$@"
+  fi
+  log "must run as root (installs packages, writes /etc/slurm, starts daemons)"; exit 1
 fi
 
 node_ready() {

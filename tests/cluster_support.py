@@ -116,3 +116,11 @@ def job_ids_by_rule(output: str) -> dict[int, str]:
 
 def rule_set(jobs: list[tuple[str, dict[str, str]]]) -> set[str]:
     return {rule for rule, _ in jobs}
+
+
+def logged_steps(out: Path) -> list[int]:
+    """Steps in ``<out>/metrics/loss.csv`` (training logs every step in these tests)."""
+    log = out / "metrics" / "loss.csv"
+    if not log.exists():
+        return []
+    return [int(line.split(",", 1)[0]) for line in log.read_text().splitlines()[1:] if line.strip()]

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster_support import (
+    logged_steps,
     planned_jobs,
     rule_set,
     run_snakemake,
@@ -29,14 +30,6 @@ from tests.cluster_support import (
 )
 
 RGB_STEPS = 800
-
-
-def logged_steps(out: Path) -> list[int]:
-    """Steps in ``<out>/metrics/loss.csv`` (training logs every step in these tests)."""
-    log = out / "metrics" / "loss.csv"
-    if not log.exists():
-        return []
-    return [int(line.split(",", 1)[0]) for line in log.read_text().splitlines()[1:] if line.strip()]
 
 
 def _children(pid: int) -> list[int]:

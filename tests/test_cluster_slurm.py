@@ -31,9 +31,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster_support import job_ids_by_rule, snakemake_cmd, snakemake_env, tiny_config, write_config
+from tests.cluster_support import job_ids_by_rule, logged_steps, snakemake_cmd, snakemake_env, tiny_config, write_config
 from tests.conftest import REPO
-from tests.test_cluster_resume import logged_steps
 
 CI_PROFILE = REPO / ".ci" / "slurm-profile"
 RGB_STEPS = 600

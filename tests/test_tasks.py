@@ -22,7 +22,7 @@ from n3f.tasks.amodal import amodal_scores, best_threshold_iou, iou
 from n3f.tasks.common import gt_surface_points, gt_view, object_primitive, to_world, write_ply
 from n3f.tasks.editing import PSNR_CAP, edit_scores, psnr
 from n3f.tasks.segment3d import segmentation_precision_recall
-from n3f.tasks.selection import calibrate_threshold, feature_modifier
+from n3f.tasks.selection import LOCALITY, Region, calibrate_threshold, feature_modifier
 
 torch.set_num_threads(1)
 
@@ -101,6 +101,34 @@ def test_feature_modifier_keeps_or_removes_matches():
     sparse = {"features": feats, "density": torch.tensor([0.5, 5.0, 5.0])}
     assert feature_modifier(desc, 0.2, keep=True, density_threshold=1.0)(torch.zeros(3, 3), sparse).tolist() == [0, 0, 0]
     assert feature_modifier(desc, 0.4, keep=False, density_threshold=1.0)(torch.zeros(3, 3), sparse).tolist() == [1, 1, 0]
+
+
+def test_region_known_answers():
+    """A region is every point within the margin of the query's surface points, minus strays."""
+    rng = np.random.default_rng(0)
+    surface = rng.uniform(-0.05, 0.05, (200, 3))
+    stray = np.array([[2.0, 0.0, 0.0]])  # a mis-rendered depth far behind the object
+    region = Region.around(np.concatenate([surface, stray]), 0.1)
+    assert region.margin == 0.1 and 0 < len(region.points) <= 200
+    probe = np.array([[0.0, 0.0, 0.0], [0.11, 0.0, 0.0], [0.0, -0.11, 0.0], [0.25, 0.0, 0.0], [2.0, 0.0, 0.0]])
+    assert region.contains_np(probe).tolist() == [True, True, True, False, False]  # the stray adds nothing
+    # the torch test keeps the shape of its input and agrees with the numpy one
+    grid = torch.as_tensor(rng.uniform(-0.3, 0.3, (4, 50, 3)), dtype=torch.float32)
+    got = region.contains(grid)
+    exact = np.linalg.norm(grid.numpy()[..., None, :] - surface[None, None], axis=-1).min(-1) <= 0.1
+    assert got.shape == (4, 50)
+    # thinning moves the boundary by at most 0.17 x margin: only points that close to it may disagree
+    d = np.linalg.norm(grid.numpy()[..., None, :] - surface[None, None], axis=-1).min(-1)
+    assert (got.numpy() == exact)[np.abs(d - 0.1) > 0.02].all()
+    assert not Region.around(np.zeros((0, 3)), 0.1).contains_np(probe).any()
+    with pytest.raises(ValueError, match="positive"):
+        Region.around(surface, 0.0)
+    # a feature match outside the region is not a match
+    desc = np.array([1.0, 0.0, 0.0], np.float32)
+    out = {"features": torch.tensor([[1.0, 0.0, 0.0]] * 2), "density": torch.ones(2)}
+    world = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    assert feature_modifier(desc, 0.2, keep=False, region=region)(world, out).tolist() == [0.0, 1.0]
+    assert feature_modifier(desc, 0.2, keep=False)(world, out).tolist() == [0.0, 0.0]
 
 
 def test_calibrated_threshold_known_answers():
@@ -193,6 +221,58 @@ def test_write_ply_roundtrip(tmp_path):
 
 
 # -- end to end ----------------------------------------------------------------
+def test_locality_leaves_a_far_look_alike_alone(tiny, tmp_path):
+    """Known answer: two objects with identical teacher features, far apart; querying one must not touch the other.
+
+    The teacher gives ``pink_cylinder`` exactly the features of
+    ``orange_cylinder_2`` (0.68 normalised units away, several margins), so no
+    feature threshold can tell them apart: only locality can. The same query
+    with the region dropped (the paper's features-only selection) is the
+    control: it must select the look-alike too, else this case tests nothing.
+    """
+    import dataclasses
+    import shutil
+
+    import zarr
+
+    from n3f.tasks.common import load_inputs
+    from n3f.tasks.selection import object_queries
+    from n3f.train.mask_features import mask_feature_grid
+
+    st = SceneStore(tiny["scene"])
+    names = st.object_names
+    query, twin, frame = "orange_cylinder_2", "pink_cylinder", 3  # frame 3 shows both (22 and 26 pixels)
+    codes = np.random.default_rng(0).standard_normal((len(names) + 1, 64))
+    codes[names.index(twin)] = codes[names.index(query)]
+    codes /= np.linalg.norm(codes, axis=1, keepdims=True)
+    features = tmp_path / "twins.zarr"
+    shutil.copytree(tiny["features"], features)
+    stored = zarr.open_group(str(features), mode="r+")["features"]
+    for i in range(st.n_frames):
+        stored[i] = mask_feature_grid(st.masks(i), codes, 4).astype(np.float16)
+    inputs = load_inputs(tiny["scene"], features, train_tiny(tiny["scene"], features, tmp_path, steps=200), "cpu")
+
+    (local,), _ = object_queries(inputs, [query], locality=LOCALITY)
+    assert local.region is not None and local.threshold > 0 and local.row()["region"]["margin"] == LOCALITY
+    mq, mt = (st.masks(frame, "modal")[names.index(o)] for o in (query, twin))
+    assert mq.sum() > 10 and mt.sum() > 10
+    before = inputs.render(frame)["rgb"]
+
+    def selected(oq):
+        """Opacity kept (amodal) and colour changed by the removal (edit), inside the query's and the twin's masks."""
+        kept = inputs.renderer.render_frame(st, frame, outputs=("features",), density_modifier=oq.modifier(keep=True))
+        removed = inputs.renderer.render_frame(st, frame, outputs=("rgb", "features"),
+                                               density_modifier=oq.modifier(keep=False))["rgb"]
+        changed = np.abs(removed - before).mean(-1)
+        return [(kept["opacity"][..., 0][m].mean(), changed[m].mean()) for m in (mq, mt)]
+
+    (q_kept, q_changed), (t_kept, t_changed) = selected(local)
+    assert q_kept > 0.3 and q_changed > 0.1  # the query object is selected and removed
+    assert t_kept < 0.02 and t_changed < 0.01  # its look-alike is not
+    (_, _), (t_kept, t_changed) = selected(dataclasses.replace(local, region=None))
+    assert t_kept > 0.3 and t_changed > 0.1  # control: by features alone the look-alike goes too
+
+
 def test_commands_write_scores_and_figures(tiny, tmp_path):
     from n3f.commands import tasks
 
@@ -200,6 +280,11 @@ def test_commands_write_scores_and_figures(tiny, tmp_path):
 
     parser = argparse.ArgumentParser()
     tasks.add_parser(parser.add_subparsers(required=True))
+    assert parser.parse_args(["eval-edit", "--scene", "s", "--features", "f", "--model", "m", "--out", "o",
+                              "--no-locality"]).locality is None
+    with pytest.raises(SystemExit):
+        parser.parse_args(["eval-edit", "--scene", "s", "--features", "f", "--model", "m", "--out", "o",
+                           "--locality", "0"])
     common = ["--scene", str(tiny["scene"]), "--features", str(tiny["features"]), "--model", str(tmp_path / "d" / "model.pt"),
               "--objects", *SceneStore(tiny["scene"]).object_names[:2], "--max-frames", "1", "--threads", "1"]
     for command, name in (("eval-segment3d", "segment3d"), ("eval-edit", "edit"), ("eval-amodal", "amodal")):
@@ -208,9 +293,11 @@ def test_commands_write_scores_and_figures(tiny, tmp_path):
         args.func(args)
         summary = json.loads((out / f"{name}.json").read_text())
         assert summary["task"] == name and len(summary["objects"]) == 2
+        assert summary["selection"] == {**summary["selection"], "mode": "features+locality", "locality": LOCALITY}
         assert not list(out.glob(".*partial*"))
         scored = [r for r in summary["objects"] if "note" not in r]
         assert scored, summary
+        assert all(r["region"]["margin"] == LOCALITY for r in scored)
         if name == "segment3d":
             assert (out / "points_all.ply").exists()
             assert all((out / f"segment3d_{r['object']}.ply").exists() for r in scored)

@@ -25,7 +25,7 @@ def run_segment3d(args: argparse.Namespace) -> None:
 
     s = evaluate_segment3d(
         _inputs(args), args.out, objects=args.objects, feature_threshold=args.feature_threshold,
-        density_threshold=args.density_threshold, opacity_threshold=args.opacity_threshold,
+        density_threshold=args.density_threshold, locality=args.locality, opacity_threshold=args.opacity_threshold,
         tolerance=args.tolerance, max_frames=args.max_frames, source=args.descriptor,
     )
     print(f"[eval_segment3d {s['scene']}] precision {s['mean_precision']:.3f}, recall {s['mean_recall']:.3f}")
@@ -36,7 +36,8 @@ def run_edit(args: argparse.Namespace) -> None:
 
     s = evaluate_editing(
         _inputs(args), args.out, objects=args.objects, feature_threshold=args.feature_threshold,
-        density_threshold=args.density_threshold, max_frames=args.max_frames, source=args.descriptor,
+        density_threshold=args.density_threshold, locality=args.locality, max_frames=args.max_frames,
+        source=args.descriptor,
     )
     print(f"[eval_edit {s['scene']}] masked PSNR edited {s['mean_masked_psnr_edited']:.2f} dB, "
           f"unedited {s['mean_masked_psnr_unedited']:.2f} dB")
@@ -47,15 +48,22 @@ def run_amodal(args: argparse.Namespace) -> None:
 
     s = evaluate_amodal(
         _inputs(args), args.out, objects=args.objects, feature_threshold=args.feature_threshold,
-        density_threshold=args.density_threshold, opacity_threshold=args.opacity_threshold,
+        density_threshold=args.density_threshold, locality=args.locality, opacity_threshold=args.opacity_threshold,
         max_frames=args.max_frames, source=args.descriptor,
     )
     print(f"[eval_amodal {s['scene']}] IoU N3F {s['mean_iou_n3f']:.3f}, teacher (best threshold) "
           f"{s['mean_iou_teacher_best']:.3f}")
 
 
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
 def _common(p: argparse.ArgumentParser, max_frames: int) -> None:
-    from n3f.tasks.selection import DENSITY_THRESHOLD, FEATURE_THRESHOLD
+    from n3f.tasks.selection import DENSITY_THRESHOLD, FEATURE_THRESHOLD, LOCALITY
 
     p.add_argument("--scene", required=True, help="synthetic scene store (needs attrs geometry/synthetic)")
     p.add_argument("--features", required=True, help="teacher feature store")
@@ -67,6 +75,12 @@ def _common(p: argparse.ArgumentParser, max_frames: int) -> None:
                         "(default: calibrated per object on its query frame's mask)")
     p.add_argument("--density-threshold", type=float, default=DENSITY_THRESHOLD,
                    help="samples at most this dense never match (their features are unsupervised)")
+    loc = p.add_mutually_exclusive_group()
+    loc.add_argument("--locality", type=_positive, default=LOCALITY, metavar="MARGIN",
+                     help="only samples within MARGIN (normalised scene units) of the query mask's 3D surface "
+                          "points can match, so look-alike objects elsewhere are left alone (default: %(default)s)")
+    loc.add_argument("--no-locality", dest="locality", action="store_const", const=None,
+                     help="select by features alone, anywhere in the scene (the paper's selection)")
     p.add_argument("--descriptor", choices=["n3f", "teacher"], default="n3f",
                    help="features the query descriptor is averaged from (query-frame mask)")
     p.add_argument("--max-frames", type=int, default=max_frames, help="evaluation frames per object")

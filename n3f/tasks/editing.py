@@ -10,6 +10,10 @@ match is on the density-mixed feature, so it does not need to know which), and
 the scene is re-rendered from each evaluation frame in which the object is
 visible. The ground truth is the analytic scene rendered from the same camera
 *without* that object (``render_view(..., exclude=(name,))``, shadows included).
+By default a sample is only removed inside the object's 3D region around its
+query-frame surface (``locality``, see :mod:`n3f.tasks.selection`): removing
+an object should not remove its look-alikes elsewhere in the scene, which the
+paper's features-only selection (``locality=None``) does.
 
 Scores per (object, frame), averaged per object and overall:
 
@@ -23,7 +27,9 @@ Scores per (object, frame), averaged per object and overall:
 
 The masked score rewards removing too much (other objects, shadows) as long
 as the object's region is right; the whole-image ``psnr_edited`` against
-``psnr_unedited`` shows that cost, so both are reported.
+``psnr_unedited`` shows that cost, so both are reported. (The whole-image score
+also charges the object's own shadow, which the ground truth drops and a
+removal by density keeps.)
 
 PSNR of identical images is infinite; it is capped at ``PSNR_CAP`` (100 dB).
 Figures: ``edit_<object>_f<frame>.png`` = [input frame | unedited render |
@@ -39,7 +45,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from n3f.tasks.common import Inputs, eval_frames, gt_view, means, write_json, write_png
-from n3f.tasks.selection import AUTO, DENSITY_THRESHOLD, FEATURE_THRESHOLD, object_queries
+from n3f.tasks.selection import AUTO, DENSITY_THRESHOLD, FEATURE_THRESHOLD, LOCALITY, object_queries, selection_info
 
 PSNR_CAP = 100.0
 SCORES = ("psnr_edited", "psnr_unedited", "masked_psnr_edited", "masked_psnr_unedited", "masked_psnr_reconstruction")
@@ -96,6 +102,7 @@ def evaluate_editing(
     objects: Iterable[str] | None = None,
     feature_threshold: float | None = FEATURE_THRESHOLD,
     density_threshold: float = DENSITY_THRESHOLD,
+    locality: float | None = LOCALITY,
     max_frames: int = 2,
     source: str = "n3f",
 ) -> dict[str, Any]:
@@ -103,7 +110,7 @@ def evaluate_editing(
     out_dir = Path(out_dir)
     frames = eval_frames(st, max_frames * 4)  # thinned further per object to frames where it is visible
     queries, rows = object_queries(inputs, objects, source=source, feature_threshold=feature_threshold,
-                                   density_threshold=density_threshold)
+                                   density_threshold=density_threshold, locality=locality)
     for oq in queries:
         obj, k = oq.name, oq.index
         visible = [f for f in frames if st.masks(f, "amodal")[k].any()][:max_frames]
@@ -129,6 +136,7 @@ def evaluate_editing(
         "task": "edit",
         "scene": st.name,
         "descriptor_source": source,
+        "selection": selection_info(locality),
         "thresholds": {"feature_distance": AUTO if feature_threshold is None else feature_threshold,
                        "density": density_threshold},
         "psnr_cap": PSNR_CAP,

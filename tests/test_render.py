@@ -157,6 +157,10 @@ def test_query_points_and_chunked_render_agree():
     a = r.render_rays_chunked(rays, chunk=50)
     b = r.render_rays_chunked(rays, chunk=1000)
     assert torch.allclose(a["rgb"], b["rgb"], atol=1e-5) and torch.allclose(a["features"], b["features"], atol=1e-5)
+    c = r.render_rays_chunked(rays)  # the device's default chunk
+    assert torch.allclose(a["features"], c["features"], atol=1e-5)
+    empty = r.query(torch.zeros(0, 3), outputs=("features",))  # no opaque pixel to back-project: empty, not missing
+    assert empty["density"].shape == (0,) and empty["features"].shape == (0, 8)
 
 
 @pytest.mark.parametrize("name", ["grid", "nerf", "neuraldiff"])

@@ -269,7 +269,9 @@ class Renderer(nn.Module):
         pts = torch.as_tensor(np.asarray(points) if not isinstance(points, Tensor) else points, dtype=torch.float32)
         kw = {"streams": ("static", "dynamic")} if "actor" in self.field.streams else {}
         parts: dict[str, list[Tensor]] = {}
-        for i in range(0, len(pts), chunk):
+        if len(pts) == 0:  # e.g. no opaque pixel in a barely trained field: empty results, not a missing key
+            pts = torch.zeros((0, 3), dtype=torch.float32)
+        for i in range(0, max(len(pts), 1), chunk):
             p = pts[i : i + chunk].to(dev)
             n = len(p)
             samples = Samples(

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import ROOT, machine, run_measured, write_results  # noqa: E402
+from measure import ROOT, describe, machine, run_measured, write_results  # noqa: E402
 
 DEFAULT_WORKDIR = Path("/tmp/n3f-bench-pipeline")
 
@@ -70,8 +70,7 @@ def markdown(res: dict) -> str:
         "# The default pipeline, end to end",
         "",
         f"`snakemake --cores {res['cores']}` on `config.yaml` from an empty results folder; "
-        f"{m['cpu_cores']} CPU cores, device {m['device']}, torch {m['torch']}, load before {m['load_avg_1min']}, "
-        f"{m['date']}. Produced by `bench/bench_pipeline.py`.",
+        f"{describe(m)}. Produced by `bench/bench_pipeline.py`.",
         "",
         f"**Wall time {total['wall_s'] / 60:.1f} min**, CPU {total['cpu_s'] / 60:.1f} min, "
         f"peak memory of any job {total['peak_rss_mb']:.0f} MB.",

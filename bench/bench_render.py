@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_pipeline import DEFAULT_WORKDIR  # noqa: E402
-from measure import machine, write_results  # noqa: E402
+from measure import describe, machine, write_results  # noqa: E402
 
 from n3f.render.model_io import load_renderer  # noqa: E402
 from n3f.render.renderer import default_chunk  # noqa: E402
@@ -52,7 +52,7 @@ def markdown(res: dict) -> str:
         "# Rendering speed",
         "",
         f"Full-resolution gallery frames from their own cameras, {res['threads']} CPU thread(s); "
-        f"{m['cpu_cores']} cores, device {m['device']}, torch {m['torch']}, load before {m['load_avg_1min']}, {m['date']}. "
+        f"{describe(m)}. "
         "Produced by `bench/bench_render.py`.",
         "",
         "| model | image | chunk (rays) | outputs | s/frame | frames/s | rays/s |",

@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import RESULTS, machine, n3f_command, run_measured, write_results  # noqa: E402
+from measure import RESULTS, describe, machine, n3f_command, run_measured, write_results  # noqa: E402
 
 
 def one_size(n: int, work: Path, args: argparse.Namespace) -> dict:
@@ -59,8 +59,7 @@ def markdown(res: dict) -> str:
         "# Scaling with video length",
         "",
         f"Synthetic egocentric video (160x120), teacher `{s['teacher']}` at input {s['input_size']}, "
-        f"field `{s['field']}`, distillation {s['steps']} steps ({s['threads']} thread(s)); {m['cpu_cores']} cores, "
-        f"device {m['device']}, torch {m['torch']}, load before {m['load_avg_1min']}, {m['date']}. "
+        f"field `{s['field']}`, distillation {s['steps']} steps ({s['threads']} thread(s)); {describe(m)}. "
         "Each stage is its own process; peak RSS is the kernel's figure for it. Produced by `bench/bench_scaling.py`.",
         "",
         "| frames | teacher wall (s) | teacher CPU (s) | teacher peak RSS (MB) | distill wall (s) | distill CPU (s) | distill peak RSS (MB) |",

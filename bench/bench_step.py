@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from measure import machine, write_results  # noqa: E402
+from measure import describe, machine, write_results  # noqa: E402
 
 from n3f.scene import SceneStore, write_scene  # noqa: E402
 from n3f.synthetic import make_scene  # noqa: E402
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
         "# One training step: Adam variants",
         "",
         f"{args.batch} rays per step, {args.threads} thread(s), best of {args.rounds} interleaved rounds of {args.steps} steps; "
-        f"{m['cpu_cores']} cores, device {m['device']}, torch {m['torch']}, load before {m['load_avg_1min']}, {m['date']}. "
+        f"{describe(m)}. "
         "Produced by `bench/bench_step.py`.",
         "",
         "| field | Adam | step (s) | speed-up vs per-tensor |",

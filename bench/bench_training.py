@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from measure import machine, n3f_command, run_measured, write_results  # noqa: E402
+from measure import describe, machine, n3f_command, run_measured, write_results  # noqa: E402
 
 from n3f.features.store import FeatureStore, upsample_grid  # noqa: E402
 from n3f.render.renderer import Renderer  # noqa: E402
@@ -225,8 +225,7 @@ def markdown(res: dict) -> str:
         "# Training benchmark: grid vs nerf",
         "",
         f"Scene `{res['scene']}` ({res['image_size'][1]}x{res['image_size'][0]}), {s['batch']} rays per step for both fields, "
-        f"teacher `{s['teacher']}`; {m['cpu_cores']} cores, device {m['device']}, torch {m['torch']}, "
-        f"load before {m['load_avg_1min']}, {m['date']}. Produced by `bench/bench_training.py`.",
+        f"teacher `{s['teacher']}`; {describe(m)}. Produced by `bench/bench_training.py`.",
         "",
         "| field | threads | rays/s (RGB train step) | step (s) | fine + proposal samples/ray | parameters |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",

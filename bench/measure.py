@@ -60,6 +60,11 @@ def machine() -> dict[str, Any]:
     }
 
 
+def describe(m: dict[str, Any]) -> str:
+    """The machine line every result file starts with."""
+    return f"{m['cpu_cores']} CPU cores, device {m['device']}, torch {m['torch']}, load before {m['load_avg_1min']}, {m['date']}"
+
+
 def write_results(name: str, data: dict[str, Any], markdown: str, out: Path = RESULTS) -> None:
     """``bench/results/<name>.json`` and ``.md``, and the Markdown on stdout."""
     out.mkdir(parents=True, exist_ok=True)

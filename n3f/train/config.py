@@ -22,7 +22,7 @@ FIELD_DEFAULTS: dict[str, dict[str, Any]] = {
     # time 1024 rays/step reaches 27.6 dB)
     # Step counts trade quality for the 15-minute CPU budget of the default pipeline
     # (bench/NOTES.md): toy_static held-out PSNR 23.4 / 25.8 / 28.2 dB after 1000 / 2000 / 4000 steps.
-    "grid": {"lr": 1e-2, "feature_lambda": 1.0, "batch_rays": 256, "steps": 3000, "distill_steps": 1500},
+    "grid": {"lr": 1e-2, "feature_lambda": 1.0, "batch_rays": 256, "steps": 4000, "distill_steps": 2000},
     "neuraldiff": {"lr": 1e-2, "feature_lambda": 1.0, "batch_rays": 256, "steps": 2000, "distill_steps": 1000},
     "nerf": {"lr": 5e-4, "feature_lambda": 1e-3, "batch_rays": 1024, "steps": 200_000, "distill_steps": 50_000},
 }

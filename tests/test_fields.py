@@ -8,6 +8,7 @@ import torch
 
 from n3f.fields import FIELDS, FeatureHead, Samples, build_field
 from n3f.fields.encoding import FrameCodes, PlaneEncoding, contract, positional_encoding, sh_encoding
+from n3f.fields.neuraldiff import time_knot_spacing
 
 torch.set_num_threads(1)
 TS = np.arange(6, dtype=float)
@@ -72,6 +73,21 @@ def test_frame_codes_interpolate_held_out_frames():
     assert torch.allclose(got[:, 0], torch.tensor([0.0, 2.0, 2.5, 3.0]))
 
 
+def test_time_knots_make_codes_piecewise_linear_in_time():
+    ts = np.arange(9, dtype=float)
+    train = np.array([0, 1, 2, 3, 5, 6, 7, 8])  # frame 4 held out
+    assert time_knot_spacing(ts, train) == 2.0  # twice the usual gap, and >= the gap around frame 4
+    codes = FrameCodes(ts, train, 2, knot_spacing=2.0)
+    assert codes.codes.shape[0] == 5  # knots at 0, 2, 4, 6, 8
+    with torch.no_grad():
+        codes.codes.copy_(torch.tensor([0.0, 2.0, 4.0, 6.0, 8.0])[:, None].expand(5, 2))
+    # a linear function on the knots is read back exactly at every frame, trained or held out
+    assert torch.allclose(codes(torch.arange(9))[:, 0], torch.arange(9, dtype=torch.float32))
+    # every knot is read by a training frame, so none is left at its random initial value
+    (codes(torch.from_numpy(train)) ** 2).sum().backward()
+    assert bool((codes.codes.grad.abs().sum(-1) > 0).all())
+
+
 def test_encodings():
     enc = PlaneEncoding([4, 8], channels=3)
     x = (torch.rand(10, 3) * 2 - 1).requires_grad_()
@@ -105,7 +121,9 @@ def test_neuraldiff_streams():
     a = f(s, streams=("dynamic",))["density"]
     b = f(Samples(s.positions, s.directions, torch.full_like(s.frame, 4), s.cam_positions), streams=("dynamic",))["density"]
     assert not torch.allclose(a, b)
-    assert "sparsity" in f.extra_losses(out)
+    w = torch.full((1, len(s.frame)), 1.0 / len(s.frame))
+    moving = f.extra_losses(out, w)["sparsity"].detach()
+    assert 0.0 < moving.item() < 1.0  # the share of the pixel that the moving streams explain
 
 
 def test_unknown_field_is_a_user_error():

@@ -8,7 +8,7 @@ import torch
 
 from n3f.fields import build_field
 from n3f.render import Renderer, SamplerConfig, SceneSpace, camera_rays, composite, project, rays_from_pixels
-from n3f.render.composite import render_weights
+from n3f.render.composite import distortion_loss, render_weights
 from n3f.render.sampling import dilate_weights, sample_pdf, stratified_s
 from n3f.render.space import space_for_scene
 
@@ -53,6 +53,22 @@ def test_composite_matches_closed_form_and_background():
     # empty space: nothing rendered, full transmittance
     w = render_weights(torch.zeros(3, 5), torch.ones(3, 5))
     assert float(w.abs().max()) == 0.0
+
+
+def test_distortion_loss_matches_double_sum_and_prefers_compact_weights():
+    g = torch.Generator().manual_seed(0)
+    edges = torch.rand(4, 13, generator=g).sort(-1).values
+    w = torch.rand(4, 12, generator=g)
+    mids, widths = 0.5 * (edges[:, 1:] + edges[:, :-1]), edges[:, 1:] - edges[:, :-1]
+    brute = (w[:, :, None] * w[:, None, :] * (mids[:, :, None] - mids[:, None, :]).abs()).sum((1, 2))
+    brute = brute + (w**2 * widths).sum(-1) / 3
+    assert torch.allclose(distortion_loss(w, edges), brute.mean(), rtol=1e-5)
+    # the same total weight: one surface costs less than two separated ones (fog, floaters)
+    e = torch.linspace(0, 1, 11)[None]
+    one = torch.zeros(1, 10); one[0, 5] = 1.0
+    two = torch.zeros(1, 10); two[0, 1] = two[0, 8] = 0.5
+    assert float(distortion_loss(one, e)) < float(distortion_loss(two, e))
+    assert float(distortion_loss(one, e)) == pytest.approx(0.1 / 3, rel=1e-5)
 
 
 def test_ray_through_pixel_passes_through_projected_point():
@@ -101,6 +117,33 @@ def test_contraction_and_spacing():
     assert abs(float(t[0, 0]) - 0.1) < 1e-5 and abs(float(t[0, -1]) - 50.0) < 1e-3
     inside = (t < 1.5).float().mean()  # the ray leaves the unit ball at t = 1.5
     assert 0.3 < float(inside) < 0.9
+
+
+def test_egocentric_space_fits_an_ellipsoid_to_the_frusta():
+    # a camera panning over a table: content on one side of the camera path, flat in z
+    c2ws = np.stack([_look_at((0.1 * i, 0.0, 0.3), (0.1 * i, 0.6, 0.0)) for i in range(-2, 3)])
+    bounds = np.array([[0.1, 0.8]] * 5)
+    space = space_for_scene("egocentric", c2ws, np.stack([K] * 5), bounds, (120, 160))
+    radii = np.asarray(space.radius)
+    assert radii.shape == (3,) and space.inner == 0.8
+    # every point a camera sees between the near and far distances is in the linear part ...
+    rays = camera_rays(c2ws[4], K, 120, 160, (0.1, 0.8))
+    for t in (0.1, 0.8):
+        u = space.to_unit(rays.origins + t * rays.directions)
+        assert float(u.norm(dim=-1).max()) <= 0.8 + 1e-5
+    # ... and it uses the cube better than the unit sphere did (grid cells are finer)
+    spread = space.to_unit(rays.origins + 0.8 * rays.directions).std(0).sum()
+    old = SceneSpace(kind="contract", radius=1.0).to_unit(rays.origins + 0.8 * rays.directions).std(0).sum()
+    assert float(spread) > 1.3 * float(old)
+    # continuous at the ellipsoid's surface, and everything beyond lands inside the cube
+    edge = torch.tensor(space.centre) + torch.tensor([radii[0], 0.0, 0.0])
+    u = space.to_unit(torch.stack([edge * (1 - 1e-4) + torch.tensor(space.centre) * 1e-4, edge]).float())
+    assert torch.allclose(u[0], u[1], atol=1e-3)
+    assert float(space.to_unit(torch.tensor([[1e6, 1e6, 1e6]])).abs().max()) <= 1.0
+    # samples still run from near to far in order
+    s = torch.linspace(0, 1, 17)[None].expand(len(rays), 17)
+    tt = space.t_from_s(s, rays.near, rays.far, rays.origins, rays.directions)
+    assert torch.all(tt[:, 1:] >= tt[:, :-1]) and torch.allclose(tt[:, -1:], rays.far, rtol=2e-3)
 
 
 def test_ndc_space_maps_frustum_to_cube():

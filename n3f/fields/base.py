@@ -72,8 +72,9 @@ class Field(nn.Module):
         """Optimiser parameter groups; fields may give their grids a different rate."""
         return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]
 
-    def extra_losses(self, out: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Field-specific regularisers on per-sample outputs (e.g. NeuralDiff sparsity)."""
+    def extra_losses(self, out: dict[str, Tensor], weights: Tensor) -> dict[str, Tensor]:
+        """Field-specific regularisers on per-sample outputs ``out`` and the (R, S) rendering
+        weights of those samples (e.g. NeuralDiff sparsity)."""
         return {}
 
 

@@ -97,43 +97,66 @@ def positional_encoding(x: Tensor, n_freqs: int, include_input: bool = True) -> 
 
 
 class FrameCodes(nn.Module):
-    """Learned per-frame codes (time code, NeRF-W appearance), defined on training frames only.
+    """Learned codes indexed by frame: NeRF-W appearance codes, NeuralDiff time codes.
 
-    A held-out or novel frame gets the linear interpolation (by timestamp) of
-    the codes of the two nearest training frames, so validation frames are
-    rendered with a meaningful code instead of an untrained one.
+    Two layouts:
+
+    * ``knot_spacing=None``: one free code per *training* frame. A held-out or
+      novel frame gets the linear interpolation (by timestamp) of the codes of
+      the two nearest training frames. Right for appearance (exposure jumps
+      from frame to frame), wrong for time: neighbouring free codes are
+      unrelated, so their midpoint decodes to nothing in particular (a held-out
+      frame lost the actor's arm).
+    * ``knot_spacing=d``: codes on knots every ``d`` timestamp units, every
+      frame (training or not) reading the linear interpolation of the two
+      knots around its timestamp. Training then sees interpolated codes too,
+      so the code is a piecewise-linear function of time and a held-out frame
+      between two training frames decodes to the content between them.
     """
 
-    def __init__(self, timestamps: np.ndarray, train_frames: np.ndarray, dim: int, init_std: float = 0.01):
+    def __init__(
+        self,
+        timestamps: np.ndarray,
+        train_frames: np.ndarray,
+        dim: int,
+        init_std: float = 0.01,
+        knot_spacing: float | None = None,
+    ):
         super().__init__()
         ts = np.asarray(timestamps, dtype=np.float64)
         train = np.sort(np.asarray(train_frames, dtype=np.int64))
         if len(train) == 0:
             train = np.arange(len(ts))
         self.dim = int(dim)
-        self.codes = nn.Parameter(torch.randn(len(train), self.dim) * init_std)
-        n = len(ts)
-        i0 = np.zeros(n, np.int64)
-        i1 = np.zeros(n, np.int64)
-        w = np.zeros(n, np.float32)
-        pos = {int(f): k for k, f in enumerate(train)}
-        tt = ts[train]
-        order = np.argsort(tt, kind="stable")
-        tt_sorted = tt[order]
-        for f in range(n):
-            if f in pos:
-                i0[f] = i1[f] = pos[f]
-                continue
-            j = int(np.searchsorted(tt_sorted, ts[f]))
-            a, b = order[max(j - 1, 0)], order[min(j, len(order) - 1)]
-            ta, tb = tt[a], tt[b]
-            i0[f], i1[f] = a, b
-            w[f] = 0.0 if tb == ta else float(np.clip((ts[f] - ta) / (tb - ta), 0.0, 1.0))
+        if knot_spacing is not None and knot_spacing > 0 and len(ts) > 0:
+            t0 = float(ts.min())
+            n_knots = int(np.ceil((float(ts.max()) - t0) / knot_spacing)) + 1
+            knots = t0 + knot_spacing * np.arange(n_knots)
+            i0, i1, w = _interpolation(ts, knots, np.arange(n_knots))
+        else:
+            n_knots = len(train)
+            i0, i1, w = _interpolation(ts, ts[train], np.arange(len(train)))
+            i0[train] = i1[train] = np.arange(len(train))  # exact for training frames, whatever the timestamps
+            w[train] = 0.0
+        self.codes = nn.Parameter(torch.randn(n_knots, self.dim) * init_std)
         self.register_buffer("i0", torch.from_numpy(i0), persistent=False)
         self.register_buffer("i1", torch.from_numpy(i1), persistent=False)
         self.register_buffer("w", torch.from_numpy(w), persistent=False)
 
     def forward(self, frame: Tensor) -> Tensor:
-        frame = frame.clamp(0, len(self.i0) - 1)
-        w = self.w[frame][:, None]
-        return self.codes[self.i0[frame]] * (1 - w) + self.codes[self.i1[frame]] * w
+        # interpolate once per stored frame, then gather per sample: one gather instead of five
+        w = self.w[:, None]
+        table = self.codes[self.i0] * (1 - w) + self.codes[self.i1] * w
+        return table[frame.clamp(0, len(self.i0) - 1)]
+
+
+def _interpolation(ts: np.ndarray, key_t: np.ndarray, key_row: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each timestamp: the rows of the keys before and after it and the weight of the second."""
+    order = np.argsort(key_t, kind="stable")
+    kt, rows = key_t[order], key_row[order]
+    j = np.searchsorted(kt, ts, side="right")
+    a = np.clip(j - 1, 0, len(kt) - 1)
+    b = np.clip(j, 0, len(kt) - 1)
+    span = kt[b] - kt[a]
+    w = np.where(span > 0, np.clip((ts - kt[a]) / np.where(span > 0, span, 1.0), 0.0, 1.0), 0.0)
+    return rows[a].astype(np.int64), rows[b].astype(np.int64), w.astype(np.float32)

@@ -41,8 +41,11 @@ def model_meta(renderer: Renderer, timestamps: np.ndarray, train_frames: np.ndar
 
 
 def build_renderer(meta: dict[str, Any]) -> Renderer:
+    config = dict(meta["field_config"])
+    if meta["field"] == "neuraldiff" and "time_knot_spacing" not in config:
+        config["time_knot_spacing"] = 0  # saved before time knots existed: one code per training frame
     field = build_field(
-        meta["field"], meta["feature_dim"], meta["field_config"], np.asarray(meta["timestamps"]), np.asarray(meta["train_frames"])
+        meta["field"], meta["feature_dim"], config, np.asarray(meta["timestamps"]), np.asarray(meta["train_frames"])
     )
     return Renderer(
         field, SceneSpace.from_dict(meta["space"]), SamplerConfig(**meta["sampler"]), meta.get("background", "learned")

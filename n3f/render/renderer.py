@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from n3f.fields.base import OUTPUTS, Field, Samples
 from n3f.render.background import BackgroundModel
-from n3f.render.composite import composite
+from n3f.render.composite import composite, distortion_loss
 from n3f.render.rays import RayBundle, camera_rays
 from n3f.render.sampling import dilate_weights, sample_pdf, stratified_s
 from n3f.render.space import SceneSpace
@@ -200,7 +200,7 @@ class Renderer(nn.Module):
         comp["t"] = t_all
         result.update(comp)
         if train:
-            result["losses"] = self.field.extra_losses(out)
+            result["losses"] = {**self.field.extra_losses(out, comp["weights"]), "distortion": distortion_loss(comp["weights"], s_e)}
         return result
 
     @torch.no_grad()

@@ -121,6 +121,8 @@ def _loss(out: dict[str, Any], rgb: torch.Tensor, feats: torch.Tensor | None, cf
     for name, value in out.get("losses", {}).items():
         if name == "sparsity":
             loss = loss + cfg.sparsity_lambda * value
+        elif name == "distortion" and cfg.distortion_lambda:
+            loss = loss + cfg.distortion_lambda * value
     parts["loss"] = loss.item()
     return loss, parts
 

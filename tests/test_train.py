@@ -176,3 +176,15 @@ def test_ray_targets_match_stores_and_cache_is_bounded(scenes):
     for k in range(3):
         assert np.allclose(rgb[k].numpy(), st.frame(int(frame[k]))[y[k], x[k]] / 255.0)
         assert np.allclose(feats[k].numpy(), fs.upsampled(int(frame[k]))[y[k], x[k]], atol=1e-3)
+
+
+def test_stage_defaults_and_user_settings_win():
+    """Distillation takes its own per-field defaults (shorter, stricter NeuralDiff sparsity),
+    but a value the user set is used as given in either stage."""
+    rgb, dist = TrainConfig(field="neuraldiff").resolved("rgb"), TrainConfig(field="neuraldiff").resolved("distill")
+    assert (rgb.steps, dist.steps) == (2000, 1500)
+    assert dist.sparsity_lambda > rgb.sparsity_lambda > 0
+    mine = TrainConfig(field="neuraldiff", sparsity_lambda=0.5, steps=7).resolved("distill")
+    assert (mine.sparsity_lambda, mine.steps) == (0.5, 7)
+    with pytest.raises(N3FInputError):
+        TrainConfig(field="hashgrid").resolved("rgb")

@@ -68,7 +68,7 @@ def run_distill(args: argparse.Namespace) -> None:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scene", required=True, help="scene store (results/<scene>/scene.zarr)")
     p.add_argument("--out", required=True, help="output folder: model.pt, metrics.json, metrics/loss.csv, checkpoint.pt")
-    p.add_argument("--steps", type=int, help="training steps (default per field, see n3f/train/config.py: grid 4000 for pretrain-rgb and 2000 for distill, neuraldiff 2000 and 1000)")
+    p.add_argument("--steps", type=int, help="training steps (default per field, see n3f/train/config.py: grid 4000 for pretrain-rgb and 2000 for distill, neuraldiff 2000 and 1500)")
     p.add_argument("--config-json", help="training settings: JSON/YAML file or inline JSON object")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default auto)")

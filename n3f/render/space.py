@@ -32,8 +32,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from n3f.fields.encoding import contract
-
 KINDS = ("contract", "ndc")
 
 

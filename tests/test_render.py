@@ -214,6 +214,8 @@ def test_every_field_renders_with_gradients(name):
     rays = camera_rays(_look_at([0, -1.5, 0], [0, 0, 0]), K, 4, 4, (0.2, 3.0), frame=2, downscale=1)
     out = r.render_rays(rays, train=True, generator=torch.Generator().manual_seed(0))
     loss = out["rgb"].mean() + out["features"].mean() + sum(out["losses"].values(), torch.tensor(0.0))
+    assert out["s_edges"].shape == (16, out["weights"].shape[1] + 1)
+    loss = loss + distortion_loss(out["weights"], out["s_edges"])
     if "coarse" in out:
         loss = loss + out["coarse"]["rgb"].mean()
     loss.backward()

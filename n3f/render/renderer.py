@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from n3f.fields.base import OUTPUTS, Field, Samples
 from n3f.render.background import BackgroundModel
-from n3f.render.composite import composite, distortion_loss
+from n3f.render.composite import composite
 from n3f.render.rays import RayBundle, camera_rays
 from n3f.render.sampling import dilate_weights, sample_pdf, stratified_s
 from n3f.render.space import SceneSpace
@@ -149,7 +149,8 @@ class Renderer(nn.Module):
         ``opacity`` (R, 1), ``weights`` (R, S), ``t`` (R, S) and, where the
         field has them, ``beta`` (R, 1; NeuralDiff, ``beta_min`` added). In
         training mode also ``coarse`` (the NeRF coarse model's render) and
-        ``losses`` (field regularisers).
+        ``losses`` (field regularisers) and ``s_edges`` (normalised interval edges of the
+        fine samples, for the distortion loss).
         """
         outputs = tuple(outputs)
         cfg = self.sampler
@@ -200,7 +201,8 @@ class Renderer(nn.Module):
         comp["t"] = t_all
         result.update(comp)
         if train:
-            result["losses"] = {**self.field.extra_losses(out, comp["weights"]), "distortion": distortion_loss(comp["weights"], s_e)}
+            result["losses"] = self.field.extra_losses(out, comp["weights"])
+            result["s_edges"] = s_e  # normalised interval edges of the fine samples (distortion loss)
         return result
 
     @torch.no_grad()

@@ -32,6 +32,7 @@ from tqdm import tqdm
 from n3f.errors import N3FInputError
 from n3f.features.store import FeatureStore
 from n3f.fields import build_field
+from n3f.render.composite import distortion_loss
 from n3f.render.model_io import build_renderer, load_model_file, model_meta, save_model
 from n3f.render.renderer import Renderer, SamplerConfig
 from n3f.render.space import space_for_scene
@@ -121,8 +122,8 @@ def _loss(out: dict[str, Any], rgb: torch.Tensor, feats: torch.Tensor | None, cf
     for name, value in out.get("losses", {}).items():
         if name == "sparsity":
             loss = loss + cfg.sparsity_lambda * value
-        elif name == "distortion" and cfg.distortion_lambda:
-            loss = loss + cfg.distortion_lambda * value
+    if cfg.distortion_lambda:  # computed only when asked for: off by default
+        loss = loss + cfg.distortion_lambda * distortion_loss(out["weights"], out["s_edges"])
     parts["loss"] = loss.item()
     return loss, parts
 

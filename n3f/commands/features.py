@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from n3f.errors import N3FInputError
+
+if TYPE_CHECKING:
+    from n3f.teachers.settings import TeacherSettings
 
 
 def _input_size(values: list[int]) -> int | list[int]:
@@ -15,25 +19,41 @@ def _input_size(values: list[int]) -> int | list[int]:
     raise N3FInputError(f"--input-size takes one value (longer side) or two (H W), got {values}.")
 
 
+def settings_from_args(args: argparse.Namespace) -> "TeacherSettings":
+    """The flags as a ``teachers:`` entry, checked like the config (before torch or any file is touched).
+
+    Flags left unset stay out of the entry, so an option the teacher does not
+    use (``--checkpoint`` or ``--layer`` for ``dsift``) is refused only when given.
+    """
+    from n3f.teachers.settings import parse_teacher_entry
+
+    entry = {
+        "name": args.teacher,
+        "input_size": _input_size(args.input_size),
+        "components": args.components,
+        "batch_size": args.batch_size,
+        "fit_frames": args.fit_frames,
+    }
+    for key in ("checkpoint", "layer", "patch_size"):
+        if getattr(args, key) is not None:
+            entry[key] = getattr(args, key)
+    return parse_teacher_entry(entry, "teacher")
+
+
 def run(args: argparse.Namespace) -> None:
+    settings = settings_from_args(args)
     from n3f.features.extract import extract_feature_store
     from n3f.features.store import FeatureStore
 
     path = extract_feature_store(
         args.scene,
         args.out,
-        args.teacher,
-        checkpoint=args.checkpoint,
-        input_size=_input_size(args.input_size),
-        layer=args.layer,
-        n_components=args.components,
-        batch_size=args.batch_size,
+        settings.name,
         device=args.device,
-        fit_frames=args.fit_frames,
-        patch_size=args.patch_size,
         progress=not args.no_progress,
+        **settings.extract_kwargs(),
     )
-    store = FeatureStore(path)
+    store = FeatureStore(path)  # verifies what was just written (re-reads the small patch grids once)
     h, w = store.grid_size
     print(
         f"[features {args.teacher}] {store.n_frames} frames, {h}x{w} patches x {store.channels} channels "
@@ -58,7 +78,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--input-size", type=int, nargs="+", default=[DEFAULT_INPUT_SIZE],
         help=f"teacher input: longer side, or H W; rounded to the patch size (default {DEFAULT_INPUT_SIZE})",
     )
-    p.add_argument("--layer", type=int, default=-1, help="ViT block whose patch tokens are used (-1: last)")
+    p.add_argument("--layer", type=int, help="ViT block whose patch tokens are used (default -1: last)")
     p.add_argument("--components", type=int, default=64, help="PCA channels kept (default 64)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")

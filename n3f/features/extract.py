@@ -37,7 +37,6 @@ from n3f.teachers import Teacher, get_spec, load_teacher
 from n3f.teachers.registry import DEFAULT_INPUT_SIZE
 
 
-
 def input_size_for(image_hw: tuple[int, int], target: int | Sequence[int], patch: int) -> tuple[int, int]:
     """Teacher input (H, W): multiples of ``patch`` nearest to the target, aspect kept approximately.
 
@@ -93,6 +92,11 @@ def fit_frame_indices(n_frames: int, fit_frames: int) -> list[int]:
     return sorted({int(round(x)) for x in np.linspace(0, n_frames - 1, fit_frames)})
 
 
+def _describe(teacher: Teacher) -> str:
+    """``teacher 'x' (weights <source>)``: what the user changes when its output is bad."""
+    return f"teacher '{teacher.name}' (weights {teacher.info.weights_source})"
+
+
 def _features(teacher: Teacher, batch: np.ndarray, chunk: list[int], names: list[str]) -> torch.Tensor:
     feats = teacher(batch)
     if not bool(torch.isfinite(feats).all()):
@@ -101,7 +105,7 @@ def _features(teacher: Teacher, batch: np.ndarray, chunk: list[int], names: list
             for k, i in enumerate(chunk)
             if not torch.isfinite(feats[k]).all()
         ]
-        check_finite(feats, f"teacher '{teacher.name}' output for frame(s) {bad[:5]}")
+        check_finite(feats, f"{_describe(teacher)} output for frame(s) {bad[:5]}")
     return l2_normalise(feats)
 
 
@@ -166,17 +170,17 @@ def extract_feature_store(
     check_finite(pca.components, f"PCA of teacher '{teacher.name}' features")
 
     # Pass 2: project every frame onto the scene's axes.
-    with FeatureStoreWriter(out_path, n, grid_hw, n_components) as writer:
+    with FeatureStoreWriter(out_path, n, grid_hw, n_components, source=_describe(teacher)) as writer:
         bar = tqdm(total=n, desc=f"{tag} project", unit="frame", disable=quiet, file=sys.stderr)
         for i, feats in cache.items():
-            writer.write(i, _project(pca, feats.to(teacher.device), teacher, i, names))
+            writer.write(i, _project(pca, feats.to(teacher.device), teacher, i, names), _name(names, i))
             bar.update(1)
         todo = [i for i in range(n) if i not in cache]
         cache.clear()
         for chunk, batch in _batches(scene, todo, in_hw, batch_size):
             feats = _features(teacher, batch, chunk, names)
             for k, i in enumerate(chunk):
-                writer.write(i, _project(pca, feats[k], teacher, i, names))
+                writer.write(i, _project(pca, feats[k], teacher, i, names), _name(names, i))
             bar.update(len(chunk))
         bar.close()
         info = teacher.info
@@ -205,9 +209,12 @@ def extract_feature_store(
         return writer.finish(pca, attrs)
 
 
+def _name(names: list[str], index: int) -> str:
+    return names[index] if index < len(names) else str(index)
+
+
 def _project(pca: PCA, feats: torch.Tensor, teacher: Teacher, index: int, names: list[str]) -> np.ndarray:
+    """Projection onto the scene's axes; the writer refuses values float16 cannot hold."""
     out = pca.project(feats).cpu().numpy()
-    check_finite(out, f"projected features of frame {names[index] if index < len(names) else index}")
-    if np.abs(out).max() > 6.0e4:  # float16 overflow; cannot happen for unit vectors, guard anyway
-        raise N3FInputError(f"teacher '{teacher.name}' features overflow float16 at frame {index}.")
+    check_finite(out, f"{_describe(teacher)} projected features of frame {_name(names, index)}")
     return out

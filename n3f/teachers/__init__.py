@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from n3f.teachers.registry import DEFAULT_TEACHER, TEACHERS, TeacherSpec, get_spec, known_teachers
+from n3f.teachers.settings import TeacherSettings, check_teacher_entry, parse_teacher_entry
 
 if TYPE_CHECKING:
     import torch
@@ -42,11 +43,20 @@ def load_teacher(
 
     ``layer`` picks the ViT block (-1: last). ``random_weights`` builds the same
     architecture untrained, a control showing what the pretrained weights add.
-    ``patch_size`` only applies to ``dsift`` (ViTs have a fixed patch size).
+    ``patch_size`` only applies to ``dsift`` (ViTs have a fixed patch size),
+    ``checkpoint`` only to ViTs (``dsift`` reads no weights).
     """
     spec = get_spec(name)
     if spec.kind == "dsift":
         from n3f.teachers.dsift import DenseSiftTeacher
+
+        if checkpoint is not None:
+            from n3f.errors import N3FInputError
+
+            raise N3FInputError(
+                f"teacher '{name}' is handcrafted and reads no weights, so checkpoint {str(checkpoint)!r} "
+                "would be ignored; remove 'checkpoint:' (--checkpoint)."
+            )
 
         return DenseSiftTeacher(patch_size or spec.patch_size)
     if patch_size and patch_size != spec.patch_size:
@@ -66,8 +76,11 @@ __all__ = [
     "TEACHERS",
     "Teacher",
     "TeacherInfo",
+    "TeacherSettings",
     "TeacherSpec",
+    "check_teacher_entry",
     "get_spec",
     "known_teachers",
     "load_teacher",
+    "parse_teacher_entry",
 ]

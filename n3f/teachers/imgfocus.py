@@ -22,7 +22,7 @@ sha256. :func:`verify_against_onnxruntime` checks the conversion numerically.
 
 from __future__ import annotations
 
-import os
+import logging
 import re
 from importlib import metadata, resources
 from pathlib import Path
@@ -30,8 +30,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from n3f.atomic import atomic_torch_save
 from n3f.errors import N3FInputError
 from n3f.teachers.weights import Weights, n3f_cache_dir, sha256_of
+
+log = logging.getLogger(__name__)
 
 ONNX_RESOURCE = "models/vit_s_focus.onnx"
 _MATMUL = re.compile(
@@ -105,16 +108,13 @@ def imgfocus_weights() -> Weights:
     if cache.is_file():
         try:
             return Weights(torch.load(str(cache), map_location="cpu", weights_only=True), source, sha, path)
-        except Exception:
-            pass  # corrupt cache: convert again below
+        except Exception as err:  # damaged cache (written by an older, non-atomic n3f): convert again
+            log.warning("ignoring unreadable conversion cache %s (%s); converting again", cache, type(err).__name__)
     sd = hf_dinov2_to_timm(onnx_to_hf_state_dict(path))
     try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(cache.name + f".partial-{os.getpid()}")
-        torch.save(sd, str(tmp))
-        os.replace(tmp, cache)
-    except OSError:
-        pass  # read-only home: convert each time (a few seconds)
+        atomic_torch_save(sd, cache)  # concurrent jobs each write a temporary, the last rename wins
+    except OSError as err:
+        log.info("cannot cache the converted weights at %s (%s); converting each time", cache, err)
     return Weights(sd, source, sha, path)
 
 

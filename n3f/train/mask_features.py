@@ -5,20 +5,21 @@ for "no object"), averaged over 8 x 8 patches and L2-normalised, written in the
 real feature-store format (``n3f.features/1``). Like a real teacher it is
 patch-resolution, blurry at object borders, and consistent across views, so a
 field can only reproduce it by fusing views in 3D; unlike one it needs no
-network weights, so training tests run offline in seconds.
+network weights, so training tests run offline in seconds. It is written by
+the same :class:`~n3f.features.writer.FeatureStoreWriter` as real teacher
+stores (atomic, with the statistics the reader verifies), with an identity
+"PCA".
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
-import zarr
 
 from n3f.errors import N3FInputError
-from n3f.features.store import FORMAT
+from n3f.features.pca import PCA
+from n3f.features.writer import FeatureStoreWriter
 from n3f.scene.store import SceneStore
 
 
@@ -45,33 +46,27 @@ def write_mask_features(scene_path: str | Path, out: str | Path, channels: int =
     codes = np.random.default_rng(seed).standard_normal((k + 1, channels))
     codes /= np.linalg.norm(codes, axis=1, keepdims=True)
     gh, gw = h // patch, w // patch
-    out = Path(out)
-    tmp = out.with_name(out.name + f".partial-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    root = zarr.open_group(str(tmp), mode="w")
-    arr = root.create_array("features", shape=(scene.n_frames, gh, gw, channels), dtype="float16", chunks=(1, gh, gw, channels))
-    for i in range(scene.n_frames):
-        arr[i] = mask_feature_grid(scene.masks(i), codes, patch).astype(np.float16)
-    pca = root.create_group("pca")
-    pca.create_array("mean", data=np.zeros(channels, np.float32))
-    pca.create_array("components", data=np.eye(channels, dtype=np.float32))
-    pca.create_array("explained_variance", data=np.ones(channels, np.float32))
-    root.attrs.update(
-        {
-            "format": FORMAT,
-            "teacher": "masks",
-            "weights_source": "none (object masks of a synthetic scene)",
-            "weights_sha256": "",
-            "layer": "masks",
-            "patch_size": patch,
-            "input_size": [gh * patch, gw * patch],
-            "grid_size": [gh, gw],
-            "image_size": [h, w],
-            "channels": channels,
-        }
+    identity = PCA(
+        mean=np.zeros(channels, np.float32),
+        components=np.eye(channels, dtype=np.float32),
+        explained_variance=np.ones(channels, np.float32),
+        total_variance=float(channels),
+        n_samples=0,
     )
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return out
+    with FeatureStoreWriter(out, scene.n_frames, (gh, gw), channels, source="object-mask features") as writer:
+        for i in range(scene.n_frames):
+            writer.write(i, mask_feature_grid(scene.masks(i), codes, patch))
+        return writer.finish(
+            identity,
+            {
+                "teacher": "masks",
+                "weights_source": "none (object masks of a synthetic scene)",
+                "weights_sha256": "",
+                "layer": "masks",
+                "patch_size": patch,
+                "input_size": [gh * patch, gw * patch],
+                "grid_size": [gh, gw],
+                "image_size": [h, w],
+                "channels": channels,
+            },
+        )

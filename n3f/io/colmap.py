@@ -21,6 +21,7 @@ downscale); intrinsics are scaled to match.
 
 from __future__ import annotations
 
+import logging
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
@@ -32,9 +33,12 @@ import numpy as np
 import pycolmap
 
 from n3f.errors import N3FInputError
-from n3f.io.images import read_image, resize_factor_for, scale_intrinsics
+from n3f.io.checks import check_aspect, check_bounds, check_intrinsics, check_rigid, same_aspect
+from n3f.io.images import image_size, read_image, resize_factor_for, scale_intrinsics
 from n3f.io.video import INDEX_FILE, frame_times
 from n3f.scene.data import SceneData
+
+log = logging.getLogger(__name__)
 
 MODEL_FILES = ("cameras", "images", "points3D")
 PINHOLE_MODELS = ("SIMPLE_PINHOLE", "PINHOLE")
@@ -128,15 +132,12 @@ def _has_distortion(camera: pycolmap.Camera) -> bool:
 
 
 def _image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the file header; decodes the image only as a fallback."""
-    try:
-        from PIL import Image as PILImage
-
-        with PILImage.open(path) as im:
-            return im.size
-    except Exception:
-        img = read_image(path)
-        return img.shape[1], img.shape[0]
+    """(width, height) from the file header; decodes the image only as a fallback (naming a corrupt file)."""
+    size = image_size(path)
+    if size is not None:
+        return size
+    img = read_image(path)
+    return img.shape[1], img.shape[0]
 
 
 @dataclass(frozen=True)
@@ -220,7 +221,14 @@ class ColmapFrames:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> np.ndarray:
-        return self.transforms[index](read_image(self.paths[index]))
+        img = read_image(self.paths[index])
+        camera = getattr(self.transforms[index], "camera", None)
+        if camera is not None:  # the decoded pixels, not only the header, must fit the camera
+            check_aspect(
+                (int(camera.width), int(camera.height)), self.paths[index], (img.shape[1], img.shape[0]),
+                f"COLMAP camera {camera.camera_id}", "use the images the model was built from.",
+            )
+        return self.transforms[index](img)
 
 
 def _depth_bounds(rec: pycolmap.Reconstruction, image_ids: list[int], w2c: np.ndarray) -> np.ndarray:
@@ -326,25 +334,32 @@ def load_colmap(
             continue
         w, h = key.disk_size
         if (w, h) != (cam.width, cam.height):
-            sx, sy = w / cam.width, h / cam.height
-            if abs(sx - sy) * max(cam.width, cam.height) > 1.5:
-                raise N3FInputError(
-                    f"image {p} is {w}x{h} but COLMAP camera {cam.camera_id} is {cam.width}x{cam.height} "
-                    "(different aspect ratio); use the images the model was built from."
-                )
+            check_aspect(
+                (int(cam.width), int(cam.height)), p, (w, h), f"COLMAP camera {cam.camera_id}",
+                "use the images the model was built from.",
+            )
             cam = pycolmap.Camera(cam.todict())
             cam.rescale(w, h)
         warps[key] = _Warp(cam)
 
+    # The store holds one frame size: cameras of one aspect ratio are scaled to
+    # the first frame's size (intrinsics scaled with them); another aspect
+    # ratio would be stretched, so it is refused.
+    first_key = keys[0]
+    for key, p in zip(keys, paths):
+        if not same_aspect(first_key.disk_size, key.disk_size):
+            raise N3FInputError(
+                f"image {p} (COLMAP camera {key.camera_id}) is {key.disk_size[0]}x{key.disk_size[1]} but the first "
+                f"frame {paths[0].name} (camera {first_key.camera_id}) is {first_key.disk_size[0]}x"
+                f"{first_key.disk_size[1]} (different aspect ratio); a scene holds frames of one size, so import "
+                "the frames of each aspect ratio as a separate scene."
+            )
     first = warps[keys[0]]
     factor = resize_factor_for(first.native_wh[::-1], max_size)
     target = (max(1, round(first.native_wh[0] * factor)), max(1, round(first.native_wh[1] * factor)))
     sizes = {w.native_wh for w in warps.values()}
     if len(sizes) > 1:
-        print(
-            f"[colmap] cameras differ in size {sorted(sizes)}; all frames are resized to {target[0]}x{target[1]}",
-            file=sys.stderr,
-        )
+        log.warning("[colmap] cameras differ in size %s; all frames are resized to %dx%d", sorted(sizes), *target)
     for w in warps.values():
         w.target_wh = target
 
@@ -353,6 +368,9 @@ def load_colmap(
     c2w[:, 3, :] = (0.0, 0.0, 0.0, 1.0)
     intrinsics = np.stack([warps[k].k for k in keys])
     bounds = _depth_bounds(rec, image_ids, w2c)
+    check_rigid(c2w, names, str(path), "the model's image poses are corrupt; re-run the reconstruction.")
+    check_intrinsics(intrinsics, names, str(path), "the model's cameras are corrupt; re-run the reconstruction.")
+    check_bounds(bounds, names, str(path), "no 3D point lies in front of this camera; re-run the reconstruction.")
 
     models = sorted({rec.cameras[rec.images[i].camera_id].model.name for i in image_ids})
     return SceneData(

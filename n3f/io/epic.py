@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from n3f.errors import N3FInputError
-from n3f.io.images import LazyFrames, read_image, read_mask, resize_factor_for, resizer, scale_intrinsics
+from n3f.io.checks import check_bounds, check_intrinsics, check_one_size, check_rigid, pose_matrix
+from n3f.io.images import LazyFrames, image_size, read_image, read_mask, resize_factor_for, resizer, scale_intrinsics
 from n3f.scene.data import Annotations, SceneData
 
 _REQUIRED = ("ids_all", "images", "poses", "nears", "fars", "intrinsics")
@@ -45,12 +46,23 @@ def load_epic(
     if absent:
         raise N3FInputError(f"{meta_path} lacks {absent}; is this a NeuralDiff/EPIC-Diff meta.json?")
 
-    ids = sorted(int(i) for i in meta["ids_all"])
-    lookup = {key: {int(k): v for k, v in meta[key].items()} for key in ("images", "poses", "nears", "fars")}
+    try:
+        ids = sorted(int(i) for i in meta["ids_all"])
+        lookup = {key: {int(k): v for k, v in meta[key].items()} for key in ("images", "poses", "nears", "fars")}
+    except (TypeError, ValueError, AttributeError):
+        raise N3FInputError(
+            f"{meta_path}: 'ids_all' must be a list of integer frame ids and 'images'/'poses'/'nears'/'fars' "
+            "objects keyed by frame id; is this a NeuralDiff/EPIC-Diff meta.json?"
+        ) from None
+    if not ids:
+        raise N3FInputError(f"{meta_path}: 'ids_all' lists no frames.")
     for key, table in lookup.items():
         lost = [i for i in ids if i not in table]
         if lost:
             raise N3FInputError(f"{meta_path}: '{key}' has no entry for frame ids {lost[:5]}; the meta is incomplete.")
+    bad_names = [i for i in ids if not isinstance(lookup["images"][i], str) or not lookup["images"][i]]
+    if bad_names:
+        raise N3FInputError(f"{meta_path}: 'images' of frame ids {bad_names[:5]} are not file names.")
     files = [seq / "frames" / lookup["images"][i] for i in ids]
     gone = [f for f in files if not f.is_file()]
     if gone:
@@ -58,21 +70,32 @@ def load_epic(
             f"{len(gone)} frames listed in {meta_path} are missing, e.g. {gone[0]}; extract the EPIC-KITCHENS "
             "frames into frames/ as NeuralDiff's get_started.sh does."
         )
-    poses = np.array([lookup["poses"][i] for i in ids], dtype=np.float64)
-    if poses.shape[1:] != (3, 4):
-        raise N3FInputError(f"{meta_path}: poses must be 3x4 camera-to-world matrices, got {poses.shape[1:]}.")
-    bad = np.flatnonzero(~np.isfinite(poses).reshape(len(ids), -1).all(axis=1))
-    if len(bad):
-        raise N3FInputError(f"{meta_path}: poses of frame ids {[ids[i] for i in bad[:5]]} contain NaN/Inf.")
-    c2w = np.tile(np.eye(4), (len(ids), 1, 1))
-    c2w[:, :3, :] = poses
+    labels = [f"{i} ({f.name})" for i, f in zip(ids, files)]
+    where = str(meta_path)
+    c2w = np.stack([pose_matrix(lookup["poses"][i], f"{where}: poses of frame id {label}") for i, label in zip(ids, labels)])
     c2w = c2w @ NEURALDIFF_TO_OPENCV
-    bounds = np.array([[lookup["nears"][i], lookup["fars"][i]] for i in ids], dtype=np.float64)
+    check_rigid(
+        c2w, labels, where,
+        "NeuralDiff poses are 3x4 camera-to-world matrices in right/up/back axes (COLMAP's with y and z negated).",
+    )
+    try:
+        bounds = np.array([[lookup["nears"][i], lookup["fars"][i]] for i in ids], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise N3FInputError(f"{where}: 'nears'/'fars' must hold one number per frame id.") from None
+    check_bounds(bounds, labels, where, "'nears'/'fars' hold per-frame depth bounds; fix them in meta.json.")
 
     h0, w0 = read_image(files[0]).shape[:2]
+    check_one_size([(w0, h0)] + [image_size(f) for f in files[1:]], files, str(seq / "frames"))
     factor = resize_factor_for((h0, w0), max_size)
     out_wh = (round(w0 * factor), round(h0 * factor))
-    k = scale_intrinsics(np.asarray(meta["intrinsics"], dtype=np.float64), out_wh[0] / w0, out_wh[1] / h0)
+    try:
+        k_meta = np.asarray(meta["intrinsics"], dtype=np.float64)
+    except (TypeError, ValueError):
+        k_meta = np.zeros(0)
+    if k_meta.shape != (3, 3):
+        raise N3FInputError(f"{where}: 'intrinsics' must be one 3x3 matrix of numbers, got {str(meta['intrinsics'])[:80]}.")
+    check_intrinsics(k_meta, None, where, "'intrinsics' is the shared 3x3 pinhole matrix K.")
+    k = scale_intrinsics(k_meta, out_wh[0] / w0, out_wh[1] / h0)
 
     position = {frame_id: row for row, frame_id in enumerate(ids)}
 
@@ -85,7 +108,12 @@ def load_epic(
         stems = {p.stem: p for p in ann_dir.iterdir() if p.is_file()}
         annotated = [r for r, f in enumerate(files) if f.stem in stems]
         if annotated:
-            modal = np.stack([read_mask(stems[files[r].stem], (out_wh[1], out_wh[0])) for r in annotated])[:, None]
+            modal = np.stack(
+                [
+                    read_mask(stems[files[r].stem], (out_wh[1], out_wh[0]), frame_hw=(h0, w0), frame_path=files[r])
+                    for r in annotated
+                ]
+            )[:, None]
             annotations = Annotations(np.array(annotated), ["foreground"], modal)
 
     split = {"train": rows("ids_train") if "ids_train" in meta else np.arange(len(ids)), "val": rows("ids_val")}
@@ -100,7 +128,7 @@ def load_epic(
     return SceneData(
         name=name or seq.name,
         source="epic",
-        frames=LazyFrames(files, resizer(out_wh)),
+        frames=LazyFrames(files, resizer(out_wh), expect_wh=(w0, h0)),
         frame_names=[f.name for f in files],
         c2w=c2w,
         intrinsics=np.tile(k, (len(ids), 1, 1)),

@@ -8,14 +8,17 @@ the focal length is rescaled to the folder actually read (``images_8`` ...).
 
 from __future__ import annotations
 
-import sys
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from n3f.errors import N3FInputError
-from n3f.io.images import LazyFrames, list_images, read_image, read_mask, resize_factor_for, resizer
+from n3f.io.checks import check_aspect, check_bounds, check_one_size, check_rigid
+from n3f.io.images import LazyFrames, image_size, list_images, read_image, read_mask, resize_factor_for, resizer
 from n3f.scene.data import Annotations, SceneData
+
+log = logging.getLogger(__name__)
 
 
 def llff_to_opencv_c2w(poses_bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -55,6 +58,9 @@ def load_llff(
         raise N3FInputError(f"cannot read {pb_path}: {err}") from err
     if pb.ndim != 2 or pb.shape[1] != 17:
         raise N3FInputError(f"{pb_path} has shape {pb.shape}; LLFF expects (N, 17) rows of 3x5 pose + near/far.")
+    if not np.issubdtype(pb.dtype, np.number):
+        raise N3FInputError(f"{pb_path} holds {pb.dtype} values, not numbers; regenerate it with LLFF's imgs2poses.py.")
+    pb = pb.astype(np.float64)
     bad = np.flatnonzero(~np.isfinite(pb).all(axis=1))
     if len(bad):
         raise N3FInputError(f"{pb_path}: rows {bad[:5].tolist()} contain NaN/Inf; re-run pose estimation for them.")
@@ -68,7 +74,26 @@ def load_llff(
         keep = np.linspace(0, len(files) - 1, n_frames).round().astype(int)
         files, pb = [files[i] for i in keep], pb[keep]
     c2w, hwf, bounds = llff_to_opencv_c2w(pb)
+    labels = [f.name for f in files]
+    where = str(pb_path)
+    check_rigid(
+        c2w, labels, where,
+        "LLFF rows hold [down, right, back | t | hwf] camera-to-world columns (imgs2poses.py); regenerate the "
+        "file with LLFF's imgs2poses.py if it was written by another tool.",
+    )
+    check_bounds(bounds, labels, where, "Columns 15 and 16 of each row are the near and far depth; re-run imgs2poses.py.")
+    if (hwf <= 0).any():
+        i = int(np.flatnonzero((hwf <= 0).any(axis=1))[0])
+        raise N3FInputError(f"{where}: image height/width/focal of frame '{labels[i]}' is {hwf[i].tolist()}; all must be > 0.")
+
     h0, w0 = read_image(files[0]).shape[:2]
+    sizes = [(w0, h0)] + [image_size(f) for f in files[1:]]
+    check_one_size(sizes, files, str(root / images))
+    for f, size, (h_full, w_full, _) in zip(files, sizes, hwf):
+        check_aspect(
+            (round(w_full), round(h_full)), f, size, f"{pb_path.name}'s image size for it (hwf)",
+            "the poses were estimated on other images; use the image folder made from them (images, images_4...).",
+        )
     factor = resize_factor_for((h0, w0), max_size)
     out_w, out_h = round(w0 * factor), round(h0 * factor)
     intrinsics = np.zeros((len(pb), 3, 3))
@@ -86,14 +111,16 @@ def load_llff(
         if not annotated:
             raise N3FInputError(f"no mask in {mask_dir} matches an image stem of {root / images}.")
         if len(annotated) < len(files):
-            print(f"[llff] {len(files) - len(annotated)} images have no mask in {mask_dir}", file=sys.stderr)
-        modal = np.stack([read_mask(by_stem[files[i].stem], (out_h, out_w)) for i in annotated])[:, None]
+            log.warning("[llff] %d images have no mask in %s", len(files) - len(annotated), mask_dir)
+        modal = np.stack(
+            [read_mask(by_stem[files[i].stem], (out_h, out_w), frame_hw=(h0, w0), frame_path=files[i]) for i in annotated]
+        )[:, None]
         annotations = Annotations(np.array(annotated), ["foreground"], modal)
 
     return SceneData(
         name=name,
         source="llff",
-        frames=LazyFrames(files, resizer((out_w, out_h))),
+        frames=LazyFrames(files, resizer((out_w, out_h)), expect_wh=(w0, h0)),
         frame_names=[f.name for f in files],
         c2w=c2w,
         intrinsics=intrinsics,

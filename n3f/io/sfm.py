@@ -26,6 +26,7 @@ from typing import Literal
 
 import pycolmap
 
+from n3f.atomic import atomic_dir, atomic_write_text, remove_stale_partials
 from n3f.errors import N3FInputError
 from n3f.io.colmap import load_colmap
 from n3f.io.images import list_images
@@ -121,7 +122,13 @@ def run_sfm(
     pycolmap.set_random_seed(seed)
 
     work_dir.mkdir(parents=True, exist_ok=True)
-    tmp = work_dir / f".sfm-partial-{os.getpid()}"
+    # Scratch workspace (database, all sub-models) beside the results; a killed
+    # run's workspace is removed by the next one.
+    workspace = work_dir / "sfm"
+    remove_stale_partials(workspace)
+    for legacy in work_dir.glob(".sfm-partial-*"):  # name used before n3f.atomic
+        shutil.rmtree(legacy, ignore_errors=True)
+    tmp = workspace.with_name(f"{workspace.name}.partial-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
@@ -175,32 +182,23 @@ def run_sfm(
         print(f"[sfm] registered {registered}/{len(names)} frames ({images_dir}{extra})", file=sys.stderr, flush=True)
         _check_registered(registered, len(names), min_registered_fraction, images_dir)
 
-        out_model = tmp / MODEL_DIR
-        out_model.mkdir()
-        best.write_binary(str(out_model))
-        shutil.rmtree(tmp / "sparse", ignore_errors=True)
-        (tmp / SUMMARY_FILE).write_text(
-            json.dumps(
-                {
-                    "settings": settings,
-                    "registered": registered,
-                    "n_images": len(names),
-                    "n_models": len(models),
-                    "n_points3D": best.num_points3D(),
-                    "mean_reprojection_error": best.compute_mean_reprojection_error(),
-                    "cameras": {int(i): c.params_to_string() for i, c in best.cameras.items()},
-                },
-                indent=1,
-            )
-        )
-        # Replace the previous results only once the new ones are complete.
-        for name in (MODEL_DIR, "database.db", SUMMARY_FILE):
-            old = work_dir / name
-            if old.is_dir():
-                shutil.rmtree(old)
-            elif old.exists():
-                old.unlink()
-            os.replace(tmp / name, old)
+        summary = {
+            "settings": settings,
+            "registered": registered,
+            "n_images": len(names),
+            "n_models": len(models),
+            "n_points3D": best.num_points3D(),
+            "mean_reprojection_error": best.compute_mean_reprojection_error(),
+            "cameras": {int(i): c.params_to_string() for i, c in best.cameras.items()},
+        }
+        # Replace the previous results only once the new ones are complete; the
+        # summary goes last, as it is what marks the model as reusable.
+        summary_path.unlink(missing_ok=True)
+        with atomic_dir(model_dir) as out_model:
+            out_model.mkdir()
+            best.write_binary(str(out_model))
+        os.replace(tmp / "database.db", work_dir / "database.db")
+        atomic_write_text(summary_path, json.dumps(summary, indent=1))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         pycolmap.logging.minloglevel = log_level

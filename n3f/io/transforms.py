@@ -11,6 +11,7 @@ Frames listed in the file whose image is missing are skipped with a warning
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sys
 from pathlib import Path
@@ -19,20 +20,30 @@ from typing import Any
 import numpy as np
 
 from n3f.errors import N3FInputError
-from n3f.io.images import LazyFrames, read_image, resize_factor_for
+from n3f.io.checks import ROTATION_TOLERANCE, check_aspect, check_bounds, check_rigid, pose_matrix, same_aspect
+from n3f.io.images import LazyFrames, image_size, read_image, resize_factor_for
 from n3f.io.undistort import undistorter
 from n3f.scene.data import SceneData
 from n3f.scene.normalise import _closest_point_to_axes
+
+log = logging.getLogger(__name__)
 
 OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
 _CAMERA_KEYS = ("fl_x", "fl_y", "cx", "cy", "w", "h", "k1", "k2", "k3", "p1", "p2", "camera_angle_x", "camera_angle_y")
 
 
-def _camera(meta: dict[str, Any], frame: dict[str, Any], path: Path) -> dict[str, float]:
+def _camera(meta: dict[str, Any], frame: dict[str, Any], path: Path, label: str = "") -> dict[str, float]:
     cam = {k: meta[k] for k in _CAMERA_KEYS if k in meta}
     cam.update({k: frame[k] for k in _CAMERA_KEYS if k in frame})
+    where = f"{path}{f' (frame {label})' if label else ''}"
+    for key, value in cam.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise N3FInputError(f"{where}: '{key}' is {value!r}; it must be a finite number.")
     if "w" not in cam or "h" not in cam:
         raise N3FInputError(f"{path}: image size 'w'/'h' missing (top level or per frame).")
+    for key in ("w", "h"):
+        if cam[key] <= 0 or cam[key] != int(cam[key]):
+            raise N3FInputError(f"{where}: image size '{key}' is {cam[key]!r}; it must be a positive whole number of pixels.")
     if "fl_x" not in cam:
         if "camera_angle_x" not in cam:
             raise N3FInputError(f"{path}: no focal length: give 'fl_x' (and 'fl_y') or 'camera_angle_x'.")
@@ -43,6 +54,8 @@ def _camera(meta: dict[str, Any], frame: dict[str, Any], path: Path) -> dict[str
         )
     cam.setdefault("cx", cam["w"] / 2)
     cam.setdefault("cy", cam["h"] / 2)
+    if cam["fl_x"] <= 0 or cam["fl_y"] <= 0:
+        raise N3FInputError(f"{where}: focal length ({cam['fl_x']:g}, {cam['fl_y']:g}) must be > 0.")
     return cam
 
 
@@ -54,6 +67,28 @@ def _resolve(root: Path, file_path: str) -> Path:
         if p.with_suffix(suffix).exists():
             return p.with_suffix(suffix)
     return p
+
+
+def _unscale_rotations(c2w: np.ndarray, path: Path) -> np.ndarray:
+    """Remove a uniform scale folded into the rotation blocks (some exporters write s * R).
+
+    The camera centre (translation column) is unaffected by such a scale, so
+    normalising the rotation columns recovers the pose exactly; anything else
+    that is not a rotation is left for :func:`check_rigid` to refuse.
+    """
+    norms = np.linalg.norm(c2w[:, :3, :3], axis=1)  # (N, 3) column norms
+    scale = norms.mean(axis=1)
+    uniform = (np.abs(norms / scale[:, None] - 1) <= ROTATION_TOLERANCE).all(axis=1) & (scale > 0)
+    scaled = uniform & (np.abs(scale - 1) > ROTATION_TOLERANCE)
+    if not scaled.any():
+        return c2w
+    out = c2w.copy()
+    out[scaled, :3, :3] /= scale[scaled, None, None]
+    log.warning(
+        "%s: %d transform_matrix rotation(s) carry a uniform scale (e.g. %.4g); it is removed, camera centres "
+        "are unchanged", path, int(scaled.sum()), float(scale[scaled][0]),
+    )
+    return out
 
 
 def estimate_bounds(c2w: np.ndarray) -> np.ndarray:
@@ -83,15 +118,19 @@ def load_transforms(
         meta = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise N3FInputError(f"{path} is not valid JSON: {err}") from err
-    frames = meta.get("frames")
+    frames = meta.get("frames") if isinstance(meta, dict) else None
     if not frames:
         raise N3FInputError(f"{path} lists no 'frames'.")
+    if not isinstance(frames, list):
+        raise N3FInputError(f"{path}: 'frames' must be a list of frame objects, got {type(frames).__name__}.")
     root = path.parent
 
     kept, missing = [], []
     for frame in frames:
-        if "file_path" not in frame or "transform_matrix" not in frame:
+        if not isinstance(frame, dict) or "file_path" not in frame or "transform_matrix" not in frame:
             raise N3FInputError(f"{path}: a frame lacks 'file_path' or 'transform_matrix': {str(frame)[:120]}")
+        if not isinstance(frame["file_path"], str) or not frame["file_path"]:
+            raise N3FInputError(f"{path}: a frame's 'file_path' is {frame['file_path']!r}; it must be a file name.")
         img_path = _resolve(root, frame["file_path"])
         (kept if img_path.is_file() else missing).append((frame, img_path))
     if missing:
@@ -104,20 +143,31 @@ def load_transforms(
         raise N3FInputError(f"none of the {len(frames)} images listed in {path} exist; check 'file_path' entries.")
     kept.sort(key=lambda fi: fi[1].name)
 
-    c2w = np.stack([np.asarray(f["transform_matrix"], dtype=np.float64) for f, _ in kept])
-    if c2w.shape[1:] != (4, 4):
-        raise N3FInputError(f"{path}: transform_matrix must be 4x4, got {c2w.shape[1:]}.")
-    bad = np.flatnonzero(~np.isfinite(c2w).reshape(len(c2w), -1).all(axis=1))
-    if len(bad):
-        raise N3FInputError(
-            f"{path}: transform_matrix of {[str(kept[i][1].name) for i in bad[:5]]} contains NaN/Inf; "
-            "re-estimate or drop those frames."
-        )
+    labels = [p.name for _, p in kept]
+    c2w = np.stack(
+        [pose_matrix(f["transform_matrix"], f"{path}: transform_matrix of frame '{label}'") for (f, _), label in zip(kept, labels)]
+    )
+    c2w = _unscale_rotations(c2w, path)
     c2w = c2w @ OPENGL_TO_OPENCV
+    check_rigid(
+        c2w, labels, str(path),
+        "transform_matrix must be a camera-to-world [R | t] in OpenGL axes (x right, y up, z back), as "
+        "instant-ngp and nerfstudio write it.",
+    )
 
-    cams = [_camera(meta, f, path) for f, _ in kept]
+    cams = [_camera(meta, f, path, label) for (f, _), label in zip(kept, labels)]
     first = cams[0]
     w, h = int(first["w"]), int(first["h"])
+    fix = "use the images this transforms.json was written for (w/h, top level or per frame)."
+    for cam, (_, img_path) in zip(cams, kept):
+        declared = (int(cam["w"]), int(cam["h"]))
+        check_aspect(declared, img_path, image_size(img_path), "its camera in the transforms file", fix)
+        if not same_aspect((w, h), declared):
+            raise N3FInputError(
+                f"{path}: frame '{img_path.name}' declares a {declared[0]}x{declared[1]} camera but the first frame "
+                f"'{kept[0][1].name}' a {w}x{h} one (different aspect ratio); a scene holds frames of one size, "
+                "so import frames of one aspect ratio (split the capture into two scenes)."
+            )
     factor = resize_factor_for((h, w), max_size)
     out_wh = (round(w * factor), round(h * factor))
     intrinsics = np.zeros((len(kept), 3, 3))
@@ -133,12 +183,17 @@ def load_transforms(
         intrinsics[i] = transforms[key][1]
 
     paths = [p for _, p in kept]
-    frames_seq = _PerFrameTransform(paths, per_frame)
+    frames_seq = _PerFrameTransform(paths, per_frame, [(int(c["w"]), int(c["h"])) for c in cams])
     bounds = estimate_bounds(c2w)
     if near is not None:
         bounds[:, 0] = near
     if far is not None:
         bounds[:, 1] = far
+    check_bounds(
+        bounds, [p.name for p in paths], str(path),
+        "Bounds come from the 'near'/'far' options where given, else from the camera spread; set both "
+        "options with 0 < near < far.",
+    )
     return SceneData(
         name=name,
         source="transforms",
@@ -163,9 +218,16 @@ def load_transforms(
 class _PerFrameTransform(LazyFrames):
     """Lazy frames where each frame has its own (camera-specific) undistortion."""
 
-    def __init__(self, paths: list[Path], transforms: list):
+    def __init__(self, paths: list[Path], transforms: list, declared_wh: list[tuple[int, int]] | None = None):
         super().__init__(paths)
         self._transforms = transforms
+        self._declared = declared_wh
 
     def __getitem__(self, index: int) -> np.ndarray:
-        return self._transforms[index](read_image(self.paths[index]))
+        img = read_image(self.paths[index])
+        if self._declared is not None:  # also for files whose header the import could not read
+            check_aspect(
+                self._declared[index], self.paths[index], (img.shape[1], img.shape[0]),
+                "its camera in the transforms file", "use the images this transforms.json was written for.",
+            )
+        return self._transforms[index](img)

@@ -18,8 +18,7 @@ videos a close approximation.
 from __future__ import annotations
 
 import json
-import os
-import shutil
+import logging
 import sys
 from pathlib import Path
 
@@ -27,8 +26,11 @@ import cv2
 import imageio_ffmpeg
 import numpy as np
 
+from n3f.atomic import atomic_dir
 from n3f.errors import N3FInputError
 from n3f.io.images import resize_factor_for
+
+log = logging.getLogger(__name__)
 
 INDEX_FILE = "frames.json"
 FORMAT = "n3f.frames/1"
@@ -140,12 +142,11 @@ def extract_frames(
     last = wanted[-1]
     digits = max(6, len(str(n_frames - 1)))
 
-    tmp = out_dir.with_name(out_dir.name + f".partial-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    records = []
-    try:
+    records: list[dict] = []
+    # Frames go to <out_dir>.partial-<pid>, renamed into place when complete;
+    # partial folders of an earlier, killed extraction are removed first.
+    with atomic_dir(out_dir) as tmp:
+        tmp.mkdir(parents=True)
         reader = imageio_ffmpeg.read_frames(str(video_path))
         meta = next(reader)
         w, h = meta["size"]
@@ -164,30 +165,22 @@ def extract_frames(
             if index >= last:
                 break
         reader.close()
-    except Exception:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if not records:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise N3FInputError(f"no frames could be decoded from {video_path}; the file may be truncated.")
-    if len(records) < len(wanted):
-        print(
-            f"[video] {video_path}: decoded {len(records)} of the {len(wanted)} selected frames "
-            "(the container over-reports its frame count)",
-            file=sys.stderr,
-        )
-    index = {
-        "format": FORMAT,
-        "video": _fingerprint(video_path),
-        "params": params,
-        "fps": fps,
-        "n_video_frames": n_frames,
-        "size": list(out_wh),
-        "frames": records,
-    }
-    (tmp / INDEX_FILE).write_text(json.dumps(index, indent=1))
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
+        if not records:
+            raise N3FInputError(f"no frames could be decoded from {video_path}; the file may be truncated.")
+        if len(records) < len(wanted):
+            log.warning(
+                "[video] %s: decoded %d of the %d selected frames (the container over-reports its frame count)",
+                video_path, len(records), len(wanted),
+            )
+        index = {
+            "format": FORMAT,
+            "video": _fingerprint(video_path),
+            "params": params,
+            "fps": fps,
+            "n_video_frames": n_frames,
+            "size": list(out_wh),
+            "frames": records,
+        }
+        (tmp / INDEX_FILE).write_text(json.dumps(index, indent=1))
     print(f"[video] extracted {len(records)} frames of {video_path} into {out_dir}", file=sys.stderr)
     return [out_dir / r["file"] for r in records]

@@ -15,14 +15,13 @@ Layout of ``results/<scene>/scene.zarr`` (see ``docs/scene_store.md``)::
     masks/modal      bool (M, K, H, W), one chunk per annotated frame
     masks/amodal     bool (M, K, H, W) where known
 
-Writes go to a temporary sibling folder that is renamed into place only when
-complete, so a killed job never leaves a store that looks finished.
+Writes go to a temporary sibling folder (``<name>.partial-<pid>``) that is
+renamed into place only when complete, so a killed job never leaves a store
+that looks finished; the next write removes partial folders a killed one left.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
 from functools import cached_property
 from pathlib import Path
@@ -31,7 +30,9 @@ from typing import Any
 import numpy as np
 import zarr
 
+from n3f.atomic import atomic_dir
 from n3f.errors import N3FInputError
+from n3f.io.checks import BOTTOM_ROW_TOLERANCE, check_bounds, check_intrinsics, check_rigid
 from n3f.scene.data import LAYOUTS, SPLIT_NAMES, SceneData
 from n3f.scene.normalise import normalisation_for, apply_normalisation
 from n3f.scene.split import default_split
@@ -58,20 +59,37 @@ def _validate(scene: SceneData) -> tuple[int, int, int]:
             raise N3FInputError(
                 f"{where}: {arr_name} contains NaN/Inf for frame(s) {names}; fix or remove those poses."
             )
-    rot = np.asarray(scene.c2w)[:, :3, :3]
-    err = np.abs(rot @ rot.transpose(0, 2, 1) - np.eye(3)).max(axis=(1, 2))
-    if (err > 1e-3).any():
-        i = int(np.argmax(err))
+    # The backstop behind every importer's own checks (n3f.io.checks): a new
+    # importer that forgets one still cannot write a store that looks right.
+    c2w = np.asarray(scene.c2w, dtype=np.float64)
+    bottom = np.abs(c2w[:, 3] - (0.0, 0.0, 0.0, 1.0)).max(axis=1)
+    if (bottom > BOTTOM_ROW_TOLERANCE).any():
+        i = int(np.argmax(bottom))
         raise N3FInputError(
-            f"{where}: camera-to-world rotation of frame '{scene.frame_names[i]}' is not orthonormal "
-            f"(error {err[i]:.2g}); the poses file is corrupt or in an unexpected layout."
+            f"{where}: c2w of frame '{scene.frame_names[i]}' has last row {c2w[i, 3].tolist()}, not [0, 0, 0, 1]."
         )
+    fix = "the poses file is corrupt or in an unexpected layout."
+    check_rigid(c2w, scene.frame_names, where, fix)
+    check_intrinsics(scene.intrinsics, scene.frame_names, where, "fix the camera intrinsics of the source.")
+    check_bounds(scene.bounds, scene.frame_names, where, "fix the near/far bounds of the source.")
     if scene.layout not in LAYOUTS:
         raise N3FInputError(f"{where}: layout '{scene.layout}' unknown; use one of {LAYOUTS}.")
     first = np.asarray(scene.frames[0])
     if first.ndim != 3 or first.shape[2] != 3 or first.dtype != np.uint8:
         raise N3FInputError(f"{where}: frames must be uint8 H x W x 3, got {first.dtype} {first.shape}.")
     h, w = first.shape[:2]
+    if scene.annotations is not None:
+        ann = scene.annotations
+        idx = np.asarray(ann.frame_indices)
+        m, k = len(idx), len(ann.object_names)
+        if m and (idx.min() < 0 or idx.max() >= n or len(np.unique(idx)) != m):
+            raise N3FInputError(f"{where}: annotated frame indices {idx.tolist()[:8]} are not distinct frames of 0..{n - 1}.")
+        for kind, arr in (("modal", ann.modal), ("amodal", ann.amodal)):
+            if arr is not None and tuple(np.shape(arr)) != (m, k, h, w):
+                raise N3FInputError(
+                    f"{where}: {kind} masks have shape {tuple(np.shape(arr))}, expected {(m, k, h, w)} "
+                    "(annotated frames x objects x frame size); masks must have the size of their frames."
+                )
     return n, h, w
 
 
@@ -79,10 +97,6 @@ def write_scene(scene: SceneData, path: str | Path, *, normalise: bool = True, p
     """Validate ``scene`` and write it atomically as a zarr store at ``path``."""
     n, h, w = _validate(scene)
     path = Path(path)
-    tmp = path.with_name(path.name + f".partial-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    path.parent.mkdir(parents=True, exist_ok=True)
 
     c2w = np.asarray(scene.c2w, dtype=np.float64)
     bounds = np.asarray(scene.bounds, dtype=np.float64)
@@ -93,14 +107,10 @@ def write_scene(scene: SceneData, path: str | Path, *, normalise: bool = True, p
     timestamps = (
         np.arange(n, dtype=np.float64) if scene.timestamps is None else np.asarray(scene.timestamps, np.float64)
     )
-    try:
+    # Built as <name>.partial-<pid> and renamed into place; partial folders of
+    # an earlier, killed import are removed first.
+    with atomic_dir(path) as tmp:
         _write_arrays(scene, tmp, n, h, w, c2w_n, bounds_n, split, timestamps, centre, scale, progress)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(tmp, path)
     return path
 
 

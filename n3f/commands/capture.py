@@ -23,15 +23,21 @@ def _options(text: str | None, flag: str) -> dict[str, Any]:
 
 def run_frames(args: argparse.Namespace) -> None:
     from n3f.io.video import extract_frames
+    from n3f.scene.sources import FRAME_OPTIONS, check_options
 
-    files = extract_frames(args.video, args.out, **_options(args.options, "--options"))
+    options = check_options("--options", _options(args.options, "--options"), FRAME_OPTIONS, "n3f frames")
+    files = extract_frames(args.video, args.out, **options)
     print(f"[frames] {len(files)} frames -> {args.out}")
 
 
 def run_sfm_command(args: argparse.Namespace) -> None:
     from n3f.io.sfm import run_sfm
+    from n3f.scene.sources import SFM_OPTIONS, check_options
 
-    model = run_sfm(args.images, args.out, num_threads=args.threads, **_options(args.options, "--options"))
+    options = check_options(
+        "--options", _options(args.options, "--options"), SFM_OPTIONS, "n3f sfm", " Threads are set with --threads."
+    )
+    model = run_sfm(args.images, args.out, num_threads=args.threads, **options)
     print(f"[sfm] model -> {model}")
 
 

@@ -108,12 +108,7 @@ def test_distill_rejects_mismatched_features(scenes, tmp_path):
 
 
 def _cli(args: list[str], **kw) -> subprocess.Popen:
-    code = (
-        "import argparse, sys\n"
-        "from n3f.commands import train\n"
-        "p = argparse.ArgumentParser(); sub = p.add_subparsers(required=True); train.add_parser(sub)\n"
-        "a = p.parse_args(sys.argv[1:]); a.func(a)\n"
-    )
+    code = "import sys\nfrom n3f.cli import main\nsys.exit(main(sys.argv[1:]))\n"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-c", code, *args], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 

@@ -7,7 +7,6 @@ a separate file so that ``model.pt`` stays small and stable.
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from n3f.atomic import atomic_torch_save
 from n3f.errors import N3FInputError
 from n3f.fields import build_field
 from n3f.render.renderer import Renderer, SamplerConfig
@@ -52,20 +52,8 @@ def build_renderer(meta: dict[str, Any]) -> Renderer:
     )
 
 
-def atomic_save(obj: Any, path: str | Path) -> None:
-    """torch.save to a temporary sibling, fsync, then rename: a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def save_model(renderer: Renderer, path: str | Path, meta: dict[str, Any]) -> None:
-    atomic_save({**meta, "state_dict": renderer.state_dict()}, path)
+    atomic_torch_save({**meta, "state_dict": renderer.state_dict()}, path)
 
 
 def load_model_file(path: str | Path) -> dict[str, Any]:
@@ -74,9 +62,19 @@ def load_model_file(path: str | Path) -> dict[str, Any]:
         path = path / "model.pt"
     if not path.exists():
         raise N3FInputError(f"{path}: no trained model; run the training stage first.")
-    data = torch.load(path, map_location="cpu", weights_only=False)
-    if data.get("format") != FORMAT:
-        raise N3FInputError(f"{path}: not an n3f model (format {data.get('format')!r}).")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # zero bytes, truncated, or not a torch file at all
+        raise N3FInputError(
+            f"{path}: cannot read this model file ({type(err).__name__}: {str(err)[:200] or 'empty or truncated'}); "
+            "it is damaged or not an n3f model.pt: delete it and rerun the stage that writes it."
+        ) from err
+    if not isinstance(data, dict) or data.get("format") != FORMAT or "state_dict" not in data:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise N3FInputError(
+            f"{path}: not an n3f model (format {found!r}); point to the model.pt a training stage wrote, "
+            "or delete it and rerun that stage."
+        )
     return data
 
 

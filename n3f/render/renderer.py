@@ -34,6 +34,7 @@ from n3f.render.composite import composite
 from n3f.render.rays import RayBundle, camera_rays
 from n3f.render.sampling import dilate_weights, sample_pdf, stratified_s
 from n3f.render.space import SceneSpace
+from n3f.settings import setting
 
 BACKGROUNDS = ("learned", "black", "white")
 
@@ -54,12 +55,20 @@ DensityModifier = Callable[[Tensor, dict[str, Tensor]], Tensor]
 
 @dataclass
 class SamplerConfig:
-    n_proposal: int = 64
-    n_importance: int = 32
-    n_uniform: int = 8
-    include_proposal: bool = False  # fine pass also evaluates the proposal points (NeRF)
+    """Samples per ray (``training: {<stage>: {sampler: ...}}`` overrides these)."""
+
+    n_proposal: int = setting(64, min=1)
+    """Stratified proposal intervals per ray (first pass)."""
+    n_importance: int = setting(32, min=1)
+    """Fine samples drawn from the proposal weights."""
+    n_uniform: int = setting(8, min=0)
+    """Extra stratified fine samples that keep exploring empty-looking space."""
+    include_proposal: bool = False
+    """Fine pass also evaluates the proposal points (NeRF's union)."""
     dilate: bool = True
-    pdf_floor: float = 0.01
+    """Dilate the proposal weights before resampling."""
+    pdf_floor: float = setting(0.01, min=0, max=1)
+    """Share of the resampling pdf spread uniformly."""
 
     @classmethod
     def for_field(cls, field: Field, overrides: dict[str, Any] | None = None) -> "SamplerConfig":

@@ -6,18 +6,30 @@ same jitter) rather than a new one. SIGTERM (what SLURM and Snakemake send on
 cancel/timeout) and SIGUSR1 (SLURM's ``--signal`` warning) only raise a flag;
 the loop finishes the current step, writes the checkpoint and exits with
 status 128 + signal, so a kill never lands in the middle of a write.
+
+A checkpoint belongs to one run: it records the stage, the settings that
+shape the trajectory and a fingerprint of every input (scene store, feature
+store, stage-1 model). :func:`load_checkpoint` resumes only a checkpoint of
+the same run; one written with other settings or inputs is discarded (logged),
+and one that cannot be read is moved aside with a warning, so a stale or
+truncated checkpoint never blocks a rerun.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from n3f.render.model_io import atomic_save
+from n3f.atomic import atomic_torch_save
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
@@ -64,12 +76,63 @@ def restore_rng(state: dict[str, Any], np_rng: np.random.Generator, torch_gen: t
     torch_gen.set_state(state["torch"])
 
 
+def fingerprint(path: str | Path) -> str:
+    """sha256 over a file, or over every file of a folder (relative path and bytes, sorted).
+
+    Stores are small enough (a 119-frame capture's scene store is ~75 MB) that
+    hashing them costs well under a second, and only content counts: a store
+    rewritten with the same data keeps its fingerprint.
+    """
+    path = Path(path)
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        digest.update(str(f.relative_to(path) if f != path else f.name).encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
-    atomic_save(payload, path)
+    atomic_torch_save(payload, path)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any] | None:
+def _set_aside(path: Path, why: str) -> None:
+    aside = path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
+    path.replace(aside)
+    log.warning("%s cannot be read (%s); moved it to %s and starting this stage afresh", path, why, aside.name)
+
+
+def load_checkpoint(path: str | Path, run: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The checkpoint at ``path`` if it belongs to ``run``, else None (and the file is out of the way).
+
+    ``run`` maps the keys a checkpoint must agree on (stage, settings, inputs)
+    to their values; a checkpoint that differs in any of them is deleted with a
+    log line naming what changed. An unreadable file is renamed
+    ``checkpoint.pt.unreadable-<time>``.
+    """
     path = Path(path)
     if not path.exists():
         return None
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # truncated, zero bytes, not a torch file
+        _set_aside(path, f"{type(err).__name__}: {str(err)[:200]}")
+        return None
+    if not isinstance(ckpt, dict) or not {"step", "renderer", "optimizer", "scheduler", "rng"} <= set(ckpt):
+        _set_aside(path, "not an n3f training checkpoint")
+        return None
+    changed = sorted(k for k, v in (run or {}).items() if ckpt.get(k) != v)
+    if changed:
+        detail = []
+        for k in changed:
+            old, new = ckpt.get(k), run[k]
+            if isinstance(old, dict) and isinstance(new, dict):
+                detail.append(f"{k}: " + ", ".join(sorted(x for x in set(old) | set(new) if old.get(x) != new.get(x))))
+            else:
+                detail.append(k)
+        log.info("discarding %s: written by a run with other %s", path, "; ".join(detail))
+        path.unlink()
+        return None
+    return ckpt

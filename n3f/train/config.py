@@ -8,14 +8,14 @@ on a CPU (see bench/results/training.md); ``nerf`` follows the paper
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
-from dataclasses import field as dc_field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from n3f.errors import N3FInputError
+from n3f.settings import parse, setting
 
 FIELD_DEFAULTS: dict[str, dict[str, Any]] = {
     # many small steps beat few large ones on a CPU (bench: 256 rays/step reaches 29.6 dB in the
@@ -39,39 +39,70 @@ FIELD_DEFAULTS: dict[str, dict[str, Any]] = {
 
 @dataclass
 class TrainConfig:
-    field: str = "grid"
-    field_config: dict[str, Any] = dc_field(default_factory=dict)
-    feature_dim: int = 64  # pretrain-rgb only; distill takes the feature store's channels
-    steps: int | None = None  # None: per-field default
-    batch_rays: int | None = None  # None: per-field default
-    lr: float | None = None  # None: per-field default
-    lr_final_factor: float = 0.05  # cosine annealing ends at lr * factor
-    warmup_steps: int = 20
-    adam_eps: float = 1e-15
-    feature_lambda: float | None = None  # None: per-field default (paper: 1e-3 NeRF, 1.0 NeuralDiff)
-    freeze_steps: int | None = None  # distill: steps with only feature heads trained (None: min(1000, steps // 4))
-    feature_sampling: str = "nearest"  # teacher sampled at ray pixels: nearest | bilinear
-    # NeuralDiff: weight of the moving streams' rendered opacity (None: per field and stage, above)
-    sparsity_lambda: float | None = None
-    # NeuralDiff: NeRF-W colour loss weighted by the rendered beta. Off by default: with it the
-    # model gives up on hard pixels and toy_kitchen loses 3-4 dB held out (bench/NOTES.md)
+    """Settings of one training stage (``training: {rgb: ..., distill: ...}`` in the config).
+
+    ``None`` means "the field's default for this stage" (:data:`FIELD_DEFAULTS`).
+    Every value is type- and range-checked by :func:`n3f.settings.parse`.
+    """
+
+    field: str = setting("grid", choices=tuple(FIELD_DEFAULTS))
+    """Architecture: grid (tri-plane, default), nerf (the paper's), neuraldiff (egocentric video)."""
+    field_config: dict[str, Any] = setting(default_factory=dict)
+    """Keyword settings of the field's constructor (n3f/fields/<field>.py)."""
+    feature_dim: int = setting(64, min=1)
+    """Feature channels of an RGB-stage field; distillation takes the feature store's channels."""
+    steps: int | None = setting(None, min=1)
+    """Optimiser steps (None: per field and stage, FIELD_DEFAULTS)."""
+    batch_rays: int | None = setting(None, min=1)
+    """Rays per step (None: per field)."""
+    lr: float | None = setting(None, min=0, min_exclusive=True)
+    """Peak learning rate (None: per field)."""
+    lr_final_factor: float = setting(0.05, min=0, max=1)
+    """Cosine annealing ends at lr * factor."""
+    warmup_steps: int = setting(20, min=0)
+    """Linear learning-rate warm-up steps."""
+    adam_eps: float = setting(1e-15, min=0, min_exclusive=True)
+    """Adam's epsilon."""
+    feature_lambda: float | None = setting(None, min=0)
+    """Weight of the feature loss (None: per field; paper 1e-3 NeRF, 1.0 NeuralDiff)."""
+    freeze_steps: int | None = setting(None, min=0)
+    """Distillation: first steps with only the feature heads trained (None: min(1000, steps // 4))."""
+    feature_sampling: str = setting("nearest", choices=("nearest", "bilinear"))
+    """How teacher patch features are sampled at ray pixels."""
+    sparsity_lambda: float | None = setting(None, min=0)
+    """NeuralDiff: weight of the moving streams' rendered opacity (None: per field and stage)."""
     uncertainty_loss: bool = False
-    # mip-NeRF 360 distortion loss on the fine weights (0: off; it did not help toy_kitchen)
-    distortion_lambda: float = 0.0
-    frames_per_step: int = 16  # rays of one step come from this many random training frames
-    frame_cache: int = 256  # frames (RGB and feature grid) kept in memory (LRU)
-    sampler: dict[str, Any] = dc_field(default_factory=dict)  # SamplerConfig overrides
-    space: dict[str, Any] = dc_field(default_factory=dict)  # SceneSpace overrides
-    background: str = "learned"
-    seed: int = 0
-    checkpoint_every: int = 500
-    log_every: int = 10
-    eval_frames: int = 4  # held-out frames rendered for metrics.json (0: all val frames)
-    eval_chunk: int = 0  # rays per forward pass when evaluating (0: the device's default)
-    amp: bool = True  # bf16 autocast, CUDA only
+    """NeuralDiff: NeRF-W colour loss weighted by the rendered beta (off: it cost 3-4 dB, bench/NOTES.md)."""
+    distortion_lambda: float = setting(0.0, min=0)
+    """mip-NeRF 360 distortion loss on the fine weights (0: off)."""
+    frames_per_step: int = setting(16, min=1)
+    """Rays of one step come from this many random training frames."""
+    frame_cache: int = setting(256, min=1)
+    """Frames (RGB and feature grid) kept in memory (LRU)."""
+    sampler: dict[str, Any] = setting(default_factory=dict)
+    """Overrides of n3f.render.renderer.SamplerConfig (n_proposal, n_importance, n_uniform, ...)."""
+    space: dict[str, Any] = setting(default_factory=dict)
+    """Overrides of n3f.render.space.SceneSpace (kind, ndc_near, centre, radius, inner, ...)."""
+    background: str = setting("learned", choices=("learned", "black", "white"))
+    """Background model behind the field."""
+    seed: int = setting(0, min=0)
+    """Random seed of initialisation, batches and jitter."""
+    checkpoint_every: int = setting(500, min=0)
+    """Steps between checkpoints (0: only on a stop signal and at the end)."""
+    log_every: int = setting(10, min=1)
+    """Steps between rows of metrics/loss.csv."""
+    eval_frames: int = setting(4, min=0)
+    """Held-out frames rendered for metrics.json (0: all val frames)."""
+    eval_chunk: int = setting(0, min=0)
+    """Rays per forward pass when evaluating (0: the device's default)."""
+    amp: bool = True
+    """bf16 autocast (CUDA only)."""
     device: str = "auto"
-    threads: int = 0  # torch CPU threads (0: leave as is)
+    """cpu, cuda, cuda:1 ... (auto: CUDA when present)."""
+    threads: int = setting(0, min=0)
+    """torch CPU threads (0: leave as is)."""
     progress: bool = True
+    """Progress bar on stderr."""
 
     def resolved(self, stage: str = "rgb") -> "TrainConfig":
         """Fill per-field (and per-stage: distillation is shorter) defaults for the fields left at None."""
@@ -95,12 +126,9 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise N3FInputError(f"unknown training setting(s) {unknown}; known: {sorted(known)}.")
-        return cls(**d)
+    def from_dict(cls, d: dict[str, Any], where: str = "training settings") -> "TrainConfig":
+        """Parse settings, refusing unknown keys, wrong types and out-of-range values (named by ``where``)."""
+        return parse(cls, d, where)
 
 
 def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> TrainConfig:

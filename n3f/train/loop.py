@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import sys
 import time
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from n3f.atomic import atomic_write_text
 from n3f.errors import N3FInputError
 from n3f.features.store import FeatureStore
 from n3f.fields import build_field
@@ -41,18 +43,23 @@ from n3f.train.checkpoint import (
     CHECKPOINT,
     StopFlag,
     TrainingInterrupted,
+    fingerprint,
     load_checkpoint,
     restore_rng,
     rng_state,
     save_checkpoint,
 )
+from n3f.settings import check_known, parse, validate
 from n3f.train.config import TrainConfig
 from n3f.train.data import RaySampler
 from n3f.train.evaluate import evaluate, psnr
 
+log = logging.getLogger(__name__)
+
 LOG_COLUMNS = ["step", "loss", "rgb_mse", "psnr", "feature_mse", "lr", "elapsed_s"]
-# settings that may change between a run and its resumption without breaking it
-_RESUMABLE = {"steps", "checkpoint_every", "log_every", "eval_frames", "eval_chunk", "progress", "device", "threads", "amp"}
+# settings that may change between a run and its resumption without changing what it computes
+# (``steps`` is not one of them: the learning-rate schedule depends on it)
+_RESUMABLE = {"checkpoint_every", "log_every", "eval_frames", "eval_chunk", "progress", "device", "threads", "amp"}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -63,7 +70,11 @@ def resolve_device(name: str) -> torch.device:
 
 def new_renderer(scene: SceneStore, cfg: TrainConfig, feature_dim: int) -> Renderer:
     """A fresh renderer for ``scene`` with the configured field, space and sampler."""
+    from n3f.render.space import SceneSpace
+
     train = scene.split("train")
+    check_known("training settings: space", cfg.space, [f for f in SceneSpace.__dataclass_fields__])
+    parse(SamplerConfig, cfg.sampler, "training settings: sampler")
     field = build_field(cfg.field, feature_dim, cfg.field_config, scene.timestamps, train)
     space = space_for_scene(scene.attrs["layout"], scene.c2w, scene.intrinsics, scene.bounds, scene.image_size, **cfg.space)
     return Renderer(field, space, SamplerConfig.for_field(field, cfg.sampler), cfg.background)
@@ -180,6 +191,7 @@ def run_training(
         renderer = new_renderer(scene, cfg, features.channels if features is not None else cfg.feature_dim)
     requested = cfg.to_dict()  # as asked for: what a resumed run must agree with
     cfg = cfg.resolved(stage)
+    validate(cfg, "training settings")
     renderer.to(device).train()
 
     train_frames = scene.split("train")
@@ -194,22 +206,23 @@ def run_training(
 
     ckpt_path = out_dir / CHECKPOINT
     step, elapsed = 0, 0.0
-    ckpt = load_checkpoint(ckpt_path)
+    # what a checkpoint must share with this run to be resumed: stage, settings, inputs
+    init_file = Path(init) / "model.pt" if init is not None and Path(init).is_dir() else init
+    inputs = {"scene": scene_path, "features": features_path, "init": init_file}
+    run = {
+        "stage": stage,
+        "settings": {k: v for k, v in requested.items() if k not in _RESUMABLE},
+        "inputs": {k: fingerprint(p) for k, p in inputs.items() if p is not None},
+    }
+    ckpt = load_checkpoint(ckpt_path, run)
     if ckpt is not None:
-        old = {k: v for k, v in ckpt["requested"].items() if k not in _RESUMABLE}
-        new = {k: v for k, v in requested.items() if k not in _RESUMABLE}
-        if ckpt.get("stage") != stage or old != new:
-            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-            raise N3FInputError(
-                f"{ckpt_path} was written by a different run (stage {ckpt.get('stage')!r}, changed settings {diff}); "
-                "delete the output folder to start over."
-            )
         renderer.load_state_dict(ckpt["renderer"])
         optim.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         restore_rng(ckpt["rng"], np_rng, gen)
         step, elapsed = int(ckpt["step"]), float(ckpt["elapsed_s"])
-        print(f"[train {stage}] resuming from {ckpt_path} at step {step}", file=sys.stderr, flush=True)
+        log.info("resuming from %s at step %d", ckpt_path, step)
+    last_saved = step
 
     meta = model_meta(renderer, scene.timestamps, train_frames, stage=stage, scene=scene.name)
     with_features = stage == "distill"
@@ -222,10 +235,11 @@ def run_training(
             p.requires_grad_(not frozen or id(p) in feat_ids)
 
     def checkpoint() -> None:
+        nonlocal last_saved
         save_checkpoint(
             ckpt_path,
             {
-                "stage": stage,
+                **run,
                 "step": step,
                 "elapsed_s": elapsed,
                 "config": cfg.to_dict(),
@@ -237,9 +251,10 @@ def run_training(
                 "meta": meta,
             },
         )
+        last_saved = step
 
     amp = cfg.amp and device.type == "cuda"
-    log = _LossLog(out_dir / "metrics" / "loss.csv", step)
+    loss_log = _LossLog(out_dir / "metrics" / "loss.csv", step)
     bar = tqdm(
         total=cfg.steps, initial=step, desc=f"{stage} {scene.name}", disable=not cfg.progress,
         mininterval=1.0 if sys.stderr.isatty() else 30.0, file=sys.stderr,
@@ -257,6 +272,8 @@ def run_training(
                 with torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext():
                     out = renderer.render_rays(rays, outputs, train=True, generator=gen)
                 loss, parts = _loss(out, rgb, feats, cfg)
+                if not math.isfinite(parts["loss"]):
+                    raise N3FInputError(_non_finite_message(stage, step + 1, parts, cfg, ckpt_path, last_saved))
                 optim.zero_grad(set_to_none=True)
                 loss.backward()
                 optim.step()
@@ -265,7 +282,7 @@ def run_training(
                 elapsed += time.perf_counter() - t0
                 if step % cfg.log_every == 0 or step == cfg.steps:
                     row = {"step": step, **parts, "psnr": psnr(parts["rgb_mse"]), "lr": sched.get_last_lr()[0], "elapsed_s": elapsed}
-                    log.write(row)
+                    loss_log.write(row)
                     bar.set_postfix(loss=f"{parts['loss']:.4f}", psnr=f"{row['psnr']:.2f}", refresh=False)
                 bar.update(1)
                 if stop.signum is not None:
@@ -276,7 +293,7 @@ def run_training(
             checkpoint()
     finally:
         bar.close()
-        log.close()
+        loss_log.close()
 
     set_frozen(False)
     metrics = evaluate(
@@ -294,10 +311,21 @@ def run_training(
         **metrics,
     }
     save_model(renderer, out_dir / "model.pt", {**meta, "step": step})
-    tmp = out_dir / ".metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
-    tmp.replace(out_dir / "metrics.json")
+    atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    # finished: the resume state (optimiser moments, 3x the model) has done its job
+    ckpt_path.unlink(missing_ok=True)
     return metrics
+
+
+def _non_finite_message(stage: str, step: int, parts: dict[str, float], cfg: TrainConfig, ckpt: Path, saved: int) -> str:
+    terms = ("rgb_mse", "feature_mse") if stage == "distill" else ("rgb_mse",)
+    which = [k for k in terms if not math.isfinite(parts.get(k, 0.0))]
+    kept = f"the last good checkpoint ({ckpt}, step {saved}) is kept" if saved and ckpt.exists() else "no checkpoint was written yet"
+    return (
+        f"training stage '{stage}': the loss became non-finite at step {step} ({', '.join(which) or 'an extra loss term'}); "
+        f"{kept} and no model was written. Likely causes: a learning rate too high for this scene "
+        f"(lr {cfg.lr}: lower training.{stage}.lr), or non-finite input data (rerun the scene / teacher_features stage)."
+    )
 
 
 def pretrain_rgb(scene_path: str | Path, out_dir: str | Path, cfg: TrainConfig | None = None) -> dict[str, Any]:

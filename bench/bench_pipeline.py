@@ -2,7 +2,7 @@
 
 Runs ``snakemake --cores N`` on the repository's ``config.yaml`` in a fresh
 working directory (so nothing already built is reused), then reads the
-per-rule ``benchmarks/*.tsv`` that every rule writes (seconds, CPU seconds,
+per-rule ``benchmarks/results/*.tsv`` that every rule writes (seconds, CPU seconds,
 peak RSS) and the evaluation summaries (retrieval seconds and AP pairs).
 
 Writes ``bench/results/pipeline.json`` and ``pipeline.md``.
@@ -28,10 +28,11 @@ DEFAULT_WORKDIR = Path("/tmp/n3f-bench-pipeline")
 
 
 def rule_table(workdir: Path) -> list[dict]:
-    """One row per job from Snakemake's benchmark files (``benchmarks/<rule>/<wildcards>.tsv``)."""
+    """One row per job from Snakemake's benchmark files (``benchmarks/<run>/<rule>/<wildcards>.tsv``)."""
     rows = []
-    for tsv in sorted((workdir / "benchmarks").rglob("*.tsv")):
-        rel = tsv.relative_to(workdir / "benchmarks")
+    bench = workdir / "benchmarks" / "results"  # the run into results/ (workflow/rules/common.smk run_tag)
+    for tsv in sorted(bench.rglob("*.tsv")):
+        rel = tsv.relative_to(bench)
         last = pd.read_csv(tsv, sep="\t").iloc[-1]
         rows.append(
             {

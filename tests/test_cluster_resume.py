@@ -96,7 +96,7 @@ def test_killed_training_job_leaves_no_outputs_and_rerun_resumes(tmp_path):
 
     rerun = run_snakemake(tmp_path, configfile, "--cores", "2", target)
     assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-3000:]
-    job_log = (tmp_path / "logs" / "pretrain_rgb" / "tiny" / "grid.log").read_text()
+    job_log = (tmp_path / "logs" / "results" / "pretrain_rgb" / "tiny" / "grid.log").read_text()
     assert f"resuming from {out / 'checkpoint.pt'} at step {stopped}" in job_log, job_log[-2000:]
     assert logged_steps(out) == list(range(1, RGB_STEPS + 1))  # no gap, no step twice
     assert (out / "metrics.json").exists() and (out / "model.pt").exists()

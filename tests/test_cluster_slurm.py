@@ -137,7 +137,7 @@ def test_profile_runs_the_dag_on_slurm_resumes_a_signalled_job_and_reruns_only_e
         assert (tmp_path / "results" / path).exists(), path
 
     # the signalled job stopped with a checkpoint; its retry resumed there and finished the run
-    job_log = (tmp_path / "logs" / "pretrain_rgb" / "tiny" / "grid.log").read_text()
+    job_log = (tmp_path / "logs" / "results" / "pretrain_rgb" / "tiny" / "grid.log").read_text()
     resumed = re.search(r"resuming from \S+checkpoint\.pt at step (\d+)", job_log)
     assert resumed and 20 <= int(resumed.group(1)) < RGB_STEPS, job_log[-2000:]
     assert logged_steps(rgb) == list(range(1, RGB_STEPS + 1))

@@ -1,7 +1,24 @@
-"""Training: RGB pretraining and feature distillation, with resumable checkpoints."""
+"""Training: RGB pretraining and feature distillation, with resumable checkpoints.
+
+The loop (and torch) are imported on first use, so that reading and checking
+settings (``n3f.train.config``, used while the Snakefile is parsed) stays light.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
 
 from n3f.train.config import TrainConfig, load_config
-from n3f.train.evaluate import evaluate
-from n3f.train.loop import distill, pretrain_rgb, run_training
 
-__all__ = ["TrainConfig", "distill", "evaluate", "load_config", "pretrain_rgb", "run_training"]
+_LAZY = {"distill": "n3f.train.loop", "pretrain_rgb": "n3f.train.loop",
+         "run_training": "n3f.train.loop"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'n3f.train' has no attribute {name!r}")
+
+
+__all__ = ["TrainConfig", "distill", "load_config", "pretrain_rgb", "run_training"]

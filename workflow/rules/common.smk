@@ -1,12 +1,29 @@
 # Shared helpers: config validation, scene lookup, output paths.
 import json
+import shlex
 import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 
 validate(config, schema="../schemas/config.schema.yaml")
+
+# What the schema cannot say (teacher names and the options each teacher uses,
+# importer options, training settings' types and ranges) is checked here by the
+# same code the stages use, so that a dry run already refuses it.
+try:
+    from n3f.config_check import check_config
+except ImportError as err:  # Snakemake outside n3f's environment: the stages still check at their start
+    logger.warning(f"n3f is not importable here ({err}); settings are checked when each stage starts")
+else:
+    from n3f.errors import N3FInputError
+
+    try:
+        check_config(config)
+    except N3FInputError as err:
+        raise WorkflowError(f"config: {err}") from None
 
 # Rules call the ``n3f`` command. `.venv/bin/snakemake` from a venv that is not
 # activated would not find it, so the interpreter's own bin folder is appended
@@ -15,6 +32,22 @@ shell.prefix(f'set -euo pipefail; export PATH="$PATH:{Path(sys.executable).paren
 
 RESULTS = config["results"]
 INTERMEDIATE = config["intermediate"]
+
+
+def run_tag(results):
+    """The results folder as one path component, so that runs into different folders keep separate logs."""
+    path = Path(results)
+    if path.is_absolute():
+        try:
+            path = path.resolve().relative_to(Path.cwd().resolve())
+        except ValueError:
+            pass
+    return "_".join(part for part in path.parts if part not in ("/", "..", ".")) or "results"
+
+
+# logs/<run>/<rule>/... and benchmarks/<run>/<rule>/...: never inside results/, never shared by two runs
+LOGS = f"logs/{run_tag(RESULTS)}"
+BENCHMARKS = f"benchmarks/{run_tag(RESULTS)}"
 SCENES = {entry["name"]: entry for entry in config["scenes"]}
 if len(SCENES) != len(config["scenes"]):
     raise ValueError("config: scene names must be unique")
@@ -103,7 +136,7 @@ def teacher_flags(wildcards):
     flags = []
     for key in ("checkpoint", "layer", "components", "batch_size", "fit_frames", "patch_size"):
         if key in entry:
-            flags.append(f"--{key.replace('_', '-')} {entry[key]}")
+            flags.append(f"--{key.replace('_', '-')} {shlex.quote(str(entry[key]))}")
     if "input_size" in entry:
         size = entry["input_size"]
         flags.append("--input-size " + " ".join(map(str, size if isinstance(size, list) else [size])))
@@ -141,10 +174,8 @@ def scene_inputs(wildcards):
 def sfm_flags(wildcards):
     entry = scene_entry(wildcards)
     if entry["source"] in ("video", "images"):
-        return (
-            f"--colmap-model {INTERMEDIATE}/{wildcards.scene}/sfm/model "
-            f"--images {sfm_images(wildcards)}"
-        )
+        model = f"{INTERMEDIATE}/{wildcards.scene}/sfm/model"
+        return f"--colmap-model {shlex.quote(model)} --images {shlex.quote(str(sfm_images(wildcards)))}"
     return ""
 
 
@@ -176,7 +207,7 @@ def report_inputs(wildcards):
 def report_pairs(wildcards):
     scene = wildcards.scene
     return " ".join(
-        f"{field},{teacher},{RESULTS}/{scene}/{field}/{teacher},{RESULTS}/{scene}/features/{teacher}.zarr"
+        shlex.quote(f"{field},{teacher},{RESULTS}/{scene}/{field}/{teacher},{RESULTS}/{scene}/features/{teacher}.zarr")
         for field, teacher in _pairs(scene)
     )
 
@@ -184,4 +215,4 @@ def report_pairs(wildcards):
 def retrieval_limits(wildcards):
     """Scene-level ``evaluation`` limits on query/gallery frames (long captures)."""
     limits = SCENES[wildcards.scene].get("evaluation", {})
-    return " ".join(f"--{k.replace('_', '-')} {v}" for k, v in limits.items())
+    return " ".join(f"--{k.replace('_', '-')} {shlex.quote(str(v))}" for k, v in limits.items())

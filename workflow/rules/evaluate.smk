@@ -13,9 +13,9 @@ rule eval_retrieval:
         sampling=config["evaluation"]["sampling"],
         limits=retrieval_limits,
     log:
-        "logs/eval_retrieval/{scene}/{field}/{teacher}.log",
+        LOGS + "/eval_retrieval/{scene}/{field}/{teacher}.log",
     benchmark:
-        "benchmarks/eval_retrieval/{scene}/{field}/{teacher}.tsv"
+        BENCHMARKS + "/eval_retrieval/{scene}/{field}/{teacher}.tsv"
     threads: config["threads"]
     conda:
         "../../environment.yml"
@@ -36,9 +36,9 @@ rule tables:
         csv=f"{RESULTS}/tables/retrieval_map.csv",
         md=report(f"{RESULTS}/tables/retrieval_map.md", caption="../report/tables.rst", category="Tables"),
     log:
-        "logs/tables/tables.log",
+        LOGS + "/tables/tables.log",
     benchmark:
-        "benchmarks/tables/tables.tsv"
+        BENCHMARKS + "/tables/tables.tsv"
     threads: 1
     conda:
         "../../environment.yml"
@@ -64,9 +64,9 @@ rule report_scene:
     params:
         evaluated=report_pairs,
     log:
-        "logs/report_scene/{scene}.log",
+        LOGS + "/report_scene/{scene}.log",
     benchmark:
-        "benchmarks/report_scene/{scene}.tsv"
+        BENCHMARKS + "/report_scene/{scene}.tsv"
     threads: 1
     conda:
         "../../environment.yml"
@@ -88,9 +88,9 @@ rule eval_task:
         out=subpath(output.summary, parent=True),
         command=lambda wc: TASK_COMMANDS[wc.task],
     log:
-        "logs/eval_{task}/{scene}/{field}/{teacher}.log",
+        LOGS + "/eval_{task}/{scene}/{field}/{teacher}.log",
     benchmark:
-        "benchmarks/eval_{task}/{scene}/{field}/{teacher}.tsv"
+        BENCHMARKS + "/eval_{task}/{scene}/{field}/{teacher}.tsv"
     threads: config["threads"]
     conda:
         "../../environment.yml"
@@ -110,9 +110,9 @@ rule task_tables:
         csv=f"{RESULTS}/tables/tasks.csv",
         md=f"{RESULTS}/tables/tasks.md",
     log:
-        "logs/tables/tasks.log",
+        LOGS + "/tables/tasks.log",
     benchmark:
-        "benchmarks/tables/tasks.tsv"
+        BENCHMARKS + "/tables/tasks.tsv"
     threads: 1
     conda:
         "../../environment.yml"

@@ -12,9 +12,9 @@ rule pretrain_rgb:
         out=subpath(output.model, parent=True),
         settings=lambda wc: json.dumps(training_settings(wc, "rgb")),
     log:
-        "logs/pretrain_rgb/{scene}/{field}.log",
+        LOGS + "/pretrain_rgb/{scene}/{field}.log",
     benchmark:
-        "benchmarks/pretrain_rgb/{scene}/{field}.tsv"
+        BENCHMARKS + "/pretrain_rgb/{scene}/{field}.tsv"
     threads: config["threads"]
     conda:
         "../../environment.yml"
@@ -39,9 +39,9 @@ rule distill:
         out=subpath(output.model, parent=True),
         settings=lambda wc: json.dumps(training_settings(wc, "distill")),
     log:
-        "logs/distill/{scene}/{field}/{teacher}.log",
+        LOGS + "/distill/{scene}/{field}/{teacher}.log",
     benchmark:
-        "benchmarks/distill/{scene}/{field}/{teacher}.tsv"
+        BENCHMARKS + "/distill/{scene}/{field}/{teacher}.tsv"
     threads: config["threads"]
     conda:
         "../../environment.yml"

@@ -9,9 +9,9 @@ rule frames:
     params:
         frames=lambda wc: json.dumps(scene_entry(wc).get("frames", {})),
     log:
-        "logs/frames/{scene}.log",
+        LOGS + "/frames/{scene}.log",
     benchmark:
-        "benchmarks/frames/{scene}.tsv"
+        BENCHMARKS + "/frames/{scene}.tsv"
     threads: 1
     conda:
         "../../environment.yml"
@@ -30,9 +30,9 @@ rule sfm:
     params:
         sfm=lambda wc: json.dumps(sfm_options(wc)),
     log:
-        "logs/sfm/{scene}.log",
+        LOGS + "/sfm/{scene}.log",
     benchmark:
-        "benchmarks/sfm/{scene}.tsv"
+        BENCHMARKS + "/sfm/{scene}.tsv"
     threads: 4
     conda:
         "../../environment.yml"
@@ -53,9 +53,9 @@ rule scene:
         spec=lambda wc: json.dumps(import_spec(wc)),
         sfm=sfm_flags,
     log:
-        "logs/scene/{scene}.log",
+        LOGS + "/scene/{scene}.log",
     benchmark:
-        "benchmarks/scene/{scene}.tsv"
+        BENCHMARKS + "/scene/{scene}.tsv"
     threads: 1
     conda:
         "../../environment.yml"

@@ -9,9 +9,9 @@ rule teacher_features:
     params:
         flags=teacher_flags,
     log:
-        "logs/teacher_features/{scene}/{teacher}.log",
+        LOGS + "/teacher_features/{scene}/{teacher}.log",
     benchmark:
-        "benchmarks/teacher_features/{scene}/{teacher}.tsv"
+        BENCHMARKS + "/teacher_features/{scene}/{teacher}.tsv"
     threads: config["threads"]
     conda:
         "../../environment.yml"

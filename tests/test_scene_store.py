@@ -62,6 +62,14 @@ def test_round_trip_normalises_and_keeps_everything(tmp_path):
         (lambda s: s.c2w.__setitem__((0, 0, 0), 2.0), "not orthonormal"),
         (lambda s: setattr(s, "layout", "sideways"), "layout 'sideways' unknown"),
         (lambda s: setattr(s, "frame_names", s.frame_names[:-1]), "frame names"),
+        # the backstop behind the importers' own checks (n3f.io.checks)
+        (lambda s: s.c2w.__setitem__((3, slice(None), 0), -s.c2w[3, :, 0]), "'003.png' is a mirror image"),
+        (lambda s: s.c2w.__setitem__((1, 3, 2), 0.5), "'001.png' has last row"),
+        (lambda s: s.bounds.__setitem__((4, 0), -0.1), "near bound of frame '004.png' is -0.1"),
+        (lambda s: s.bounds.__setitem__((6, 1), 0.2), "far bound of frame '006.png' is 0.2"),
+        (lambda s: s.intrinsics.__setitem__((2, 1, 1), 0.0), "focal length of frame '002.png'"),
+        (lambda s: setattr(s.annotations, "modal", s.annotations.modal[:, :, :4]), "modal masks have shape"),
+        (lambda s: setattr(s.annotations, "frame_indices", np.array([0, 4, 10])), "annotated frame indices"),
     ],
 )
 def test_bad_input_is_refused_and_leaves_nothing(tmp_path, corrupt, message):
@@ -85,3 +93,11 @@ def test_frame_of_other_size_names_the_file_and_leaves_no_store(tmp_path):
 def test_reader_refuses_non_store(tmp_path):
     with pytest.raises(N3FInputError, match="not a scene store"):
         SceneStore(tmp_path)
+
+
+def test_stale_partial_folder_is_removed_by_the_next_write(tmp_path):
+    stale = tmp_path / "s.zarr.partial-99999"
+    (stale / "frames").mkdir(parents=True)
+    store = SceneStore(write_scene(_tiny_scene(), tmp_path / "s.zarr", progress=False))
+    assert store.n_frames == 10
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.zarr"]

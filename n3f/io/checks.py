@@ -114,13 +114,13 @@ def check_intrinsics(k: np.ndarray, labels: Sequence[str] | None, where: str, fi
     bad = ~np.isfinite(k.reshape(len(k), -1)).all(axis=1)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise N3FInputError(f"{where}: intrinsics of {_label(labels, i)} contain NaN/Inf.{fix}")
+        who = f" of {_label(labels, i)}" if labels is not None or len(k) > 1 else ""
+        raise N3FInputError(f"{where}: intrinsics{who} contain NaN/Inf.{fix}")
     focal = k[:, [0, 1], [0, 1]]
     if (focal <= 0).any():
         i = int(np.flatnonzero((focal <= 0).any(axis=1))[0])
-        raise N3FInputError(
-            f"{where}: focal length of {_label(labels, i)} is {focal[i].tolist()}; it must be > 0.{fix}"
-        )
+        who = f" of {_label(labels, i)}" if labels is not None or len(k) > 1 else ""
+        raise N3FInputError(f"{where}: focal length{who} (fx, fy) is {focal[i].tolist()}; it must be > 0.{fix}")
 
 
 def same_aspect(size_wh: tuple[int, int], other_wh: tuple[int, int], tol_px: float = ASPECT_TOLERANCE_PX) -> bool:
@@ -134,7 +134,7 @@ def _wh(size: tuple[int, int]) -> str:
 
 
 def check_one_size(
-    sizes: Sequence[tuple[int, int] | None], paths: Sequence[Path], where: str, fix: str = ""
+    sizes: Sequence[tuple[int, int] | None], paths: Sequence[Path], fix: str = ""
 ) -> tuple[int, int] | None:
     """All known (w, h) sizes equal; return it. ``None`` entries (header unreadable) are skipped."""
     known = [(s, p) for s, p in zip(sizes, paths) if s is not None]
@@ -145,9 +145,7 @@ def check_one_size(
     for size, path in known[1:]:
         if tuple(size) != tuple(first):
             kind = "size" if same_aspect(first, size) else "size and aspect ratio"
-            raise N3FInputError(
-                f"{where}: image {path} is {_wh(size)} but {first_path.name} is {_wh(first)} (another {kind}); {fix}"
-            )
+            raise N3FInputError(f"image {path} is {_wh(size)} but {first_path.name} is {_wh(first)} (another {kind}); {fix}")
     return tuple(first)
 
 

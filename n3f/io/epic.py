@@ -85,7 +85,7 @@ def load_epic(
     check_bounds(bounds, labels, where, "'nears'/'fars' hold per-frame depth bounds; fix them in meta.json.")
 
     h0, w0 = read_image(files[0]).shape[:2]
-    check_one_size([(w0, h0)] + [image_size(f) for f in files[1:]], files, str(seq / "frames"))
+    check_one_size([(w0, h0)] + [image_size(f) for f in files[1:]], files)
     factor = resize_factor_for((h0, w0), max_size)
     out_wh = (round(w0 * factor), round(h0 * factor))
     try:

@@ -88,7 +88,7 @@ def load_llff(
 
     h0, w0 = read_image(files[0]).shape[:2]
     sizes = [(w0, h0)] + [image_size(f) for f in files[1:]]
-    check_one_size(sizes, files, str(root / images))
+    check_one_size(sizes, files)
     for f, size, (h_full, w_full, _) in zip(files, sizes, hwf):
         check_aspect(
             (round(w_full), round(h_full)), f, size, f"{pb_path.name}'s image size for it (hwf)",

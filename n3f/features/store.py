@@ -75,18 +75,18 @@ class FeatureStats:
         if values.dtype != np.float16:
             raise TypeError(f"feature statistics are defined on float16 values, got {values.dtype}")
         self.count += int(values.size)
-        if values.size == 0:
-            return
-        if not np.isfinite(values).all():
-            self.finite = False
-            return
-        self.min = min(self.min, float(values.min()))
-        self.max = max(self.max, float(values.max()))
         flat = values.reshape(-1)
         for k in range(0, flat.size, _SUM_BLOCK):
-            # float16 -> float32 and * 2**24 are exact; the int64 sum of one block cannot overflow.
-            units = (flat[k : k + _SUM_BLOCK].astype(np.float32) * np.float32(_SUM_SCALE)).astype(np.int64)
-            self.sum_units += int(units.sum())
+            # float16 arithmetic is slow in numpy: work in float32, where the values and
+            # their multiples by 2**24 are exact; the int64 sum of one block cannot overflow.
+            part = flat[k : k + _SUM_BLOCK].astype(np.float32)
+            if not np.isfinite(part).all():
+                self.finite = False
+                return
+            self.min = min(self.min, float(part.min()))
+            self.max = max(self.max, float(part.max()))
+            part *= np.float32(_SUM_SCALE)
+            self.sum_units += int(part.astype(np.int64).sum())
 
     def merge(self, other: "FeatureStats") -> None:
         self.finite &= other.finite

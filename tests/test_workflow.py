@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
 from tests.conftest import REPO
 
@@ -52,3 +53,38 @@ def test_config_typo_is_rejected_with_the_key(tmp_path):
     result = _snakemake("-n", "--configfile", str(cfg))
     assert result.returncode != 0
     assert "optionz" in result.stdout + result.stderr
+
+
+_SCENE = "scenes:\n  - {name: a, source: synthetic, options: {kind: static, n_frames: 12, width: 48, height: 36}}\n"
+
+
+@pytest.mark.parametrize(
+    "body, named",
+    [
+        ("teachers: [{name: dino_vitb99}]\n", ["teachers[0].name", "dino_vitb99", "dinov2_vits14_imgfocus"]),
+        ("teachers: [{name: dsift, checkpoint: w.pth}]\n", ["teachers[0].checkpoint", "dsift"]),
+        ("teachers: [{name: dsift}]\ntraining: {rgb: {steps: -3}}\n", ["training.rgb.steps", ">= 1"]),
+        ("teachers: [{name: dsift}]\ntraining: {grid: {distill: {steps: '20'}}}\n", ["training.grid.distill.steps", "int"]),
+        ("teachers: [{name: dsift}]\ntraining: {rgb: {lrr: 0.1}}\n", ["training.rgb", "lrr"]),
+    ],
+)
+def test_dry_run_refuses_bad_settings_with_their_key(tmp_path, body, named):
+    """What the schema cannot express is refused before any job runs, named by its place in the config."""
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(_SCENE + body + f"results: {tmp_path}/results\n")
+    result = _snakemake("-n", "--configfile", str(cfg))
+    assert result.returncode != 0, result.stdout[-2000:]
+    for text in named:
+        assert text in result.stdout + result.stderr, (text, result.stderr[-2000:])
+    assert not (tmp_path / "results").exists()
+
+
+def test_dry_run_refuses_a_bad_importer_option(tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(
+        "scenes:\n  - {name: cape, source: llff, path: " + str(tmp_path) + ", options: {max_size: '48'}}\n"
+        f"teachers: [{{name: dsift}}]\nresults: {tmp_path}/results\n"
+    )
+    result = _snakemake("-n", "--configfile", str(cfg))
+    assert result.returncode != 0
+    assert "scenes[cape].options.max_size" in result.stdout + result.stderr, result.stderr[-2000:]

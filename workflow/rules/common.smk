@@ -42,7 +42,8 @@ def run_tag(results):
             path = path.resolve().relative_to(Path.cwd().resolve())
         except ValueError:
             pass
-    return "_".join(part for part in path.parts if part not in ("/", "..", ".")) or "results"
+    parts = [part for part in path.parts if part != path.anchor and part not in ("..", ".")]
+    return "_".join(parts) or "results"
 
 
 # logs/<run>/<rule>/... and benchmarks/<run>/<rule>/...: never inside results/, never shared by two runs

@@ -13,9 +13,9 @@ rule eval_retrieval:
         sampling=config["evaluation"]["sampling"],
         limits=retrieval_limits,
     log:
-        LOGS + "/eval_retrieval/{scene}/{field}/{teacher}.log",
+        f"{LOGS}/eval_retrieval/{{scene}}/{{field}}/{{teacher}}.log",
     benchmark:
-        BENCHMARKS + "/eval_retrieval/{scene}/{field}/{teacher}.tsv"
+        f"{BENCHMARKS}/eval_retrieval/{{scene}}/{{field}}/{{teacher}}.tsv"
     threads: config["threads"]
     conda:
         "../../environment.yml"
@@ -36,9 +36,9 @@ rule tables:
         csv=f"{RESULTS}/tables/retrieval_map.csv",
         md=report(f"{RESULTS}/tables/retrieval_map.md", caption="../report/tables.rst", category="Tables"),
     log:
-        LOGS + "/tables/tables.log",
+        f"{LOGS}/tables/tables.log",
     benchmark:
-        BENCHMARKS + "/tables/tables.tsv"
+        f"{BENCHMARKS}/tables/tables.tsv"
     threads: 1
     conda:
         "../../environment.yml"
@@ -64,9 +64,9 @@ rule report_scene:
     params:
         evaluated=report_pairs,
     log:
-        LOGS + "/report_scene/{scene}.log",
+        f"{LOGS}/report_scene/{{scene}}.log",
     benchmark:
-        BENCHMARKS + "/report_scene/{scene}.tsv"
+        f"{BENCHMARKS}/report_scene/{{scene}}.tsv"
     threads: 1
     conda:
         "../../environment.yml"
@@ -88,9 +88,9 @@ rule eval_task:
         out=subpath(output.summary, parent=True),
         command=lambda wc: TASK_COMMANDS[wc.task],
     log:
-        LOGS + "/eval_{task}/{scene}/{field}/{teacher}.log",
+        f"{LOGS}/eval_{{task}}/{{scene}}/{{field}}/{{teacher}}.log",
     benchmark:
-        BENCHMARKS + "/eval_{task}/{scene}/{field}/{teacher}.tsv"
+        f"{BENCHMARKS}/eval_{{task}}/{{scene}}/{{field}}/{{teacher}}.tsv"
     threads: config["threads"]
     conda:
         "../../environment.yml"
@@ -110,9 +110,9 @@ rule task_tables:
         csv=f"{RESULTS}/tables/tasks.csv",
         md=f"{RESULTS}/tables/tasks.md",
     log:
-        LOGS + "/tables/tasks.log",
+        f"{LOGS}/tables/tasks.log",
     benchmark:
-        BENCHMARKS + "/tables/tasks.tsv"
+        f"{BENCHMARKS}/tables/tasks.tsv"
     threads: 1
     conda:
         "../../environment.yml"

@@ -12,9 +12,9 @@ rule pretrain_rgb:
         out=subpath(output.model, parent=True),
         settings=lambda wc: json.dumps(training_settings(wc, "rgb")),
     log:
-        LOGS + "/pretrain_rgb/{scene}/{field}.log",
+        f"{LOGS}/pretrain_rgb/{{scene}}/{{field}}.log",
     benchmark:
-        BENCHMARKS + "/pretrain_rgb/{scene}/{field}.tsv"
+        f"{BENCHMARKS}/pretrain_rgb/{{scene}}/{{field}}.tsv"
     threads: config["threads"]
     conda:
         "../../environment.yml"
@@ -39,9 +39,9 @@ rule distill:
         out=subpath(output.model, parent=True),
         settings=lambda wc: json.dumps(training_settings(wc, "distill")),
     log:
-        LOGS + "/distill/{scene}/{field}/{teacher}.log",
+        f"{LOGS}/distill/{{scene}}/{{field}}/{{teacher}}.log",
     benchmark:
-        BENCHMARKS + "/distill/{scene}/{field}/{teacher}.tsv"
+        f"{BENCHMARKS}/distill/{{scene}}/{{field}}/{{teacher}}.tsv"
     threads: config["threads"]
     conda:
         "../../environment.yml"

@@ -9,9 +9,9 @@ rule frames:
     params:
         frames=lambda wc: json.dumps(scene_entry(wc).get("frames", {})),
     log:
-        LOGS + "/frames/{scene}.log",
+        f"{LOGS}/frames/{{scene}}.log",
     benchmark:
-        BENCHMARKS + "/frames/{scene}.tsv"
+        f"{BENCHMARKS}/frames/{{scene}}.tsv"
     threads: 1
     conda:
         "../../environment.yml"
@@ -30,9 +30,9 @@ rule sfm:
     params:
         sfm=lambda wc: json.dumps(sfm_options(wc)),
     log:
-        LOGS + "/sfm/{scene}.log",
+        f"{LOGS}/sfm/{{scene}}.log",
     benchmark:
-        BENCHMARKS + "/sfm/{scene}.tsv"
+        f"{BENCHMARKS}/sfm/{{scene}}.tsv"
     threads: 4
     conda:
         "../../environment.yml"
@@ -53,9 +53,9 @@ rule scene:
         spec=lambda wc: json.dumps(import_spec(wc)),
         sfm=sfm_flags,
     log:
-        LOGS + "/scene/{scene}.log",
+        f"{LOGS}/scene/{{scene}}.log",
     benchmark:
-        BENCHMARKS + "/scene/{scene}.tsv"
+        f"{BENCHMARKS}/scene/{{scene}}.tsv"
     threads: 1
     conda:
         "../../environment.yml"

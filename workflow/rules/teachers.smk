@@ -9,9 +9,9 @@ rule teacher_features:
     params:
         flags=teacher_flags,
     log:
-        LOGS + "/teacher_features/{scene}/{teacher}.log",
+        f"{LOGS}/teacher_features/{{scene}}/{{teacher}}.log",
     benchmark:
-        BENCHMARKS + "/teacher_features/{scene}/{teacher}.tsv"
+        f"{BENCHMARKS}/teacher_features/{{scene}}/{{teacher}}.tsv"
     threads: config["threads"]
     conda:
         "../../environment.yml"

@@ -124,3 +124,27 @@ def logged_steps(out: Path) -> list[int]:
     if not log.exists():
         return []
     return [int(line.split(",", 1)[0]) for line in log.read_text().splitlines()[1:] if line.strip()]
+
+
+def _children(pid: int) -> list[int]:
+    """Children of every thread of ``pid`` (Snakemake starts jobs from worker threads)."""
+    return [int(c) for task in Path(f"/proc/{pid}/task").glob("*") for c in (task / "children").read_text().split()]
+
+
+def training_process(root: int, command: str) -> int | None:
+    """Pid of the deepest process under ``root`` whose command line contains ``command`` (Linux /proc).
+
+    The deepest, because the rule's ``bash -c '... n3f pretrain-rgb ...'`` wrapper
+    matches too: the trainer is the ``n3f`` process below it.
+    """
+    found, stack = None, [(root, 0)]
+    while stack:
+        pid, depth = stack.pop()
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            stack += [(child, depth + 1) for child in _children(pid)]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if pid != root and command in cmdline and (found is None or depth > found[1]):
+            found = (pid, depth)
+    return found[0] if found else None

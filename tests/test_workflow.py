@@ -88,3 +88,12 @@ def test_dry_run_refuses_a_bad_importer_option(tmp_path):
     result = _snakemake("-n", "--configfile", str(cfg))
     assert result.returncode != 0
     assert "scenes[cape].options.max_size" in result.stdout + result.stderr, result.stderr[-2000:]
+
+
+def test_dry_run_names_a_missing_teacher_checkpoint(tmp_path):
+    cfg = tmp_path / "missing.yaml"
+    weights = tmp_path / "downloads" / "dino_vits8.pth"
+    cfg.write_text(_SCENE + f"teachers: [{{name: dino_vits8, checkpoint: {weights}}}]\nresults: {tmp_path}/results\n")
+    result = _snakemake("-n", "--configfile", str(cfg))
+    assert result.returncode != 0
+    assert str(weights) in result.stdout + result.stderr, result.stderr[-2000:]

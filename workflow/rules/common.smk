@@ -131,6 +131,14 @@ def all_targets():
     return targets
 
 
+def teacher_inputs(wildcards):
+    """The scene store, and the teacher's local weights file when the config names one (a missing file fails the dry run)."""
+    inputs = {"scene": scene_store(wildcards.scene)}
+    if "checkpoint" in TEACHERS[wildcards.teacher]:
+        inputs["checkpoint"] = TEACHERS[wildcards.teacher]["checkpoint"]
+    return inputs
+
+
 def teacher_flags(wildcards):
     """Command-line flags of ``n3f features`` from the teacher's config entry."""
     entry = TEACHERS[wildcards.teacher]

@@ -3,7 +3,7 @@
 
 rule teacher_features:
     input:
-        scene=f"{RESULTS}/{{scene}}/scene.zarr",
+        unpack(teacher_inputs),
     output:
         directory(f"{RESULTS}/{{scene}}/features/{{teacher}}.zarr"),
     params:

@@ -112,3 +112,33 @@ def validate(obj: Any, where: str) -> None:
     hints = typing.get_type_hints(type(obj))
     for f in dataclasses.fields(obj):
         check_value(f"{where}.{f.name}" if where else f.name, getattr(obj, f.name), hints[f.name], f.metadata)
+
+
+def load_mapping(value: str | None, where: str) -> dict[str, Any]:
+    """A stage's settings as given on its command line: an inline JSON object, or a JSON/YAML file."""
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    if value is None:
+        return {}
+    if value.lstrip().startswith("{"):
+        try:
+            data = json.loads(value)
+        except json.JSONDecodeError as err:
+            raise N3FInputError(f"{where}: not valid JSON ({err}).") from err
+    else:
+        path = Path(value)
+        if not path.is_file():
+            raise N3FInputError(f"{where}: settings file {path} not found.")
+        try:
+            text = path.read_text()
+            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (json.JSONDecodeError, yaml.YAMLError) as err:
+            raise N3FInputError(f"{path}: cannot parse settings ({err}).") from err
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise N3FInputError(f"{where}: settings must be a mapping of name -> value, got {type(data).__name__}.")
+    return dict(data)

@@ -58,6 +58,61 @@ TEACHERS = {entry["name"]: entry for entry in config["teachers"]}
 FIELDS = ("grid", "nerf", "neuraldiff")
 
 
+# -- every path a rule reads or writes, once ---------------------------------
+# Called without arguments they give the rules' wildcard patterns; with names,
+# the files of one scene/field/teacher (target lists, report inputs).
+
+
+def scene_store(scene="{scene}"):
+    return f"{RESULTS}/{scene}/scene.zarr"
+
+
+def feature_store(scene="{scene}", teacher="{teacher}"):
+    return f"{RESULTS}/{scene}/features/{teacher}.zarr"
+
+
+def rgb_dir(scene="{scene}", field="{field}"):
+    """The RGB-pretrained field (stage 1)."""
+    return f"{RESULTS}/{scene}/{field}/rgb"
+
+
+def distilled_dir(scene="{scene}", field="{field}", teacher="{teacher}"):
+    """The distilled field and everything evaluated on it."""
+    return f"{RESULTS}/{scene}/{field}/{teacher}"
+
+
+def task_summary(scene="{scene}", field="{field}", teacher="{teacher}", task="{task}"):
+    return f"{distilled_dir(scene, field, teacher)}/{task}/{task}.json"
+
+
+def scene_report(scene="{scene}"):
+    return f"{RESULTS}/{scene}/report.md"
+
+
+def scene_figures(scene="{scene}"):
+    return f"{RESULTS}/{scene}/figures"
+
+
+def table(name):
+    return f"{RESULTS}/tables/{name}"
+
+
+def frames_dir(scene="{scene}"):
+    return f"{INTERMEDIATE}/{scene}/frames"
+
+
+def sfm_dir(scene="{scene}"):
+    return f"{INTERMEDIATE}/{scene}/sfm"
+
+
+def log_file(rule, name):
+    return f"{LOGS}/{rule}/{name}.log"
+
+
+def benchmark_file(rule, name):
+    return f"{BENCHMARKS}/{rule}/{name}.tsv"
+
+
 wildcard_constraints:
     scene="|".join(map(str, SCENES)) or "NO_SCENES",
     teacher="|".join(map(str, TEACHERS)) or "NO_TEACHERS",
@@ -73,10 +128,6 @@ def import_spec(wildcards):
     """Only what the import reads, so that training/evaluation settings never rerun it."""
     entry = scene_entry(wildcards)
     return {k: entry[k] for k in ("name", "source", "path", "options") if k in entry}
-
-
-def scene_store(scene):
-    return f"{RESULTS}/{scene}/scene.zarr"
 
 
 def scene_fields(name):
@@ -95,7 +146,7 @@ TASK_COMMANDS = {"segment3d": "eval-segment3d", "edit": "eval-edit", "amodal": "
 def task_json_files():
     """3D segmentation, editing and amodal scores need analytic ground truth: synthetic scenes only."""
     return [
-        f"{RESULTS}/{name}/{field}/{teacher}/{task}/{task}.json"
+        task_summary(name, field, teacher, task)
         for name in SCENES
         if SCENES[name]["source"] == "synthetic" and evaluated(name)
         for field in scene_fields(name)
@@ -106,7 +157,7 @@ def task_json_files():
 
 def retrieval_row_files():
     return [
-        f"{RESULTS}/{name}/{field}/{teacher}/retrieval_rows.csv"
+        f"{distilled_dir(name, field, teacher)}/retrieval_rows.csv"
         for name in SCENES
         if evaluated(name)
         for field in scene_fields(name)
@@ -119,15 +170,15 @@ def all_targets():
     for name in SCENES:
         targets.append(scene_store(name))
         for teacher in TEACHERS:
-            targets.append(f"{RESULTS}/{name}/features/{teacher}.zarr")
+            targets.append(feature_store(name, teacher))
             for field in scene_fields(name):
-                targets.append(f"{RESULTS}/{name}/{field}/{teacher}/metrics.json")
+                targets.append(f"{distilled_dir(name, field, teacher)}/metrics.json")
         if evaluated(name):
-            targets.append(f"{RESULTS}/{name}/report.md")
+            targets.append(scene_report(name))
     if retrieval_row_files():
-        targets += [f"{RESULTS}/tables/retrieval_map.csv", f"{RESULTS}/tables/retrieval_map.md"]
+        targets += [table("retrieval_map.csv"), table("retrieval_map.md")]
     if task_json_files():
-        targets += [f"{RESULTS}/tables/tasks.csv", f"{RESULTS}/tables/tasks.md"]
+        targets += [table("tasks.csv"), table("tasks.md")]
     return targets
 
 
@@ -139,17 +190,9 @@ def teacher_inputs(wildcards):
     return inputs
 
 
-def teacher_flags(wildcards):
-    """Command-line flags of ``n3f features`` from the teacher's config entry."""
-    entry = TEACHERS[wildcards.teacher]
-    flags = []
-    for key in ("checkpoint", "layer", "components", "batch_size", "fit_frames", "patch_size"):
-        if key in entry:
-            flags.append(f"--{key.replace('_', '-')} {shlex.quote(str(entry[key]))}")
-    if "input_size" in entry:
-        size = entry["input_size"]
-        flags.append("--input-size " + " ".join(map(str, size if isinstance(size, list) else [size])))
-    return " ".join(flags)
+def teacher_settings(wildcards):
+    """The teacher's config entry, as ``n3f features --settings`` reads it."""
+    return json.dumps(TEACHERS[wildcards.teacher])
 
 
 def training_settings(wildcards, stage):
@@ -164,7 +207,7 @@ def sfm_images(wildcards):
     """Frames that SfM sees: extracted from a video, or a user's photo folder."""
     entry = scene_entry(wildcards)
     if entry["source"] == "video":
-        return f"{INTERMEDIATE}/{wildcards.scene}/frames"
+        return frames_dir(wildcards.scene)
     return entry["path"]
 
 
@@ -172,7 +215,7 @@ def scene_inputs(wildcards):
     entry = scene_entry(wildcards)
     if entry["source"] in ("video", "images"):
         return {
-            "model": f"{INTERMEDIATE}/{wildcards.scene}/sfm",
+            "model": sfm_dir(wildcards.scene),
             "images": sfm_images(wildcards),
         }
     if entry["source"] == "synthetic":
@@ -183,7 +226,7 @@ def scene_inputs(wildcards):
 def sfm_flags(wildcards):
     entry = scene_entry(wildcards)
     if entry["source"] in ("video", "images"):
-        model = f"{INTERMEDIATE}/{wildcards.scene}/sfm/model"
+        model = f"{sfm_dir(wildcards.scene)}/model"
         return f"--colmap-model {shlex.quote(model)} --images {shlex.quote(str(sfm_images(wildcards)))}"
     return ""
 
@@ -203,20 +246,20 @@ def report_inputs(wildcards):
     scene = wildcards.scene
     inputs = {"scene": scene_store(scene)}
     for field, teacher in _pairs(scene):
-        folder = f"{RESULTS}/{scene}/{field}/{teacher}"
+        folder = distilled_dir(scene, field, teacher)
         for name in ("retrieval.json", "retrieval_rows.csv", "metrics.json", "model.pt"):
             inputs[f"{field}_{teacher}_{name}".replace(".", "_")] = f"{folder}/{name}"
-        inputs[f"features_{teacher}"] = f"{RESULTS}/{scene}/features/{teacher}.zarr"
+        inputs[f"features_{teacher}"] = feature_store(scene, teacher)
         if SCENES[scene]["source"] == "synthetic":
             for task in TASK_COMMANDS:
-                inputs[f"{field}_{teacher}_{task}"] = f"{folder}/{task}/{task}.json"
+                inputs[f"{field}_{teacher}_{task}"] = task_summary(scene, field, teacher, task)
     return inputs
 
 
 def report_pairs(wildcards):
     scene = wildcards.scene
     return " ".join(
-        shlex.quote(f"{field},{teacher},{RESULTS}/{scene}/{field}/{teacher},{RESULTS}/{scene}/features/{teacher}.zarr")
+        shlex.quote(f"{field},{teacher},{distilled_dir(scene, field, teacher)},{feature_store(scene, teacher)}")
         for field, teacher in _pairs(scene)
     )
 

@@ -3,19 +3,19 @@
 
 rule eval_retrieval:
     input:
-        scene=f"{RESULTS}/{{scene}}/scene.zarr",
-        features=f"{RESULTS}/{{scene}}/features/{{teacher}}.zarr",
-        model=f"{RESULTS}/{{scene}}/{{field}}/{{teacher}}/model.pt",
+        scene=scene_store(),
+        features=feature_store(),
+        model=f"{distilled_dir()}/model.pt",
     output:
-        rows=f"{RESULTS}/{{scene}}/{{field}}/{{teacher}}/retrieval_rows.csv",
-        summary=f"{RESULTS}/{{scene}}/{{field}}/{{teacher}}/retrieval.json",
+        rows=f"{distilled_dir()}/retrieval_rows.csv",
+        summary=f"{distilled_dir()}/retrieval.json",
     params:
         sampling=config["evaluation"]["sampling"],
         limits=retrieval_limits,
     log:
-        f"{LOGS}/eval_retrieval/{{scene}}/{{field}}/{{teacher}}.log",
+        log_file("eval_retrieval", "{scene}/{field}/{teacher}"),
     benchmark:
-        f"{BENCHMARKS}/eval_retrieval/{{scene}}/{{field}}/{{teacher}}.tsv"
+        benchmark_file("eval_retrieval", "{scene}/{field}/{teacher}")
     threads: config["threads"]
     conda:
         "../../environment.yml"
@@ -33,12 +33,12 @@ rule tables:
     input:
         rows=retrieval_row_files(),
     output:
-        csv=f"{RESULTS}/tables/retrieval_map.csv",
-        md=report(f"{RESULTS}/tables/retrieval_map.md", caption="../report/tables.rst", category="Tables"),
+        csv=table("retrieval_map.csv"),
+        md=report(table("retrieval_map.md"), caption="../report/tables.rst", category="Tables"),
     log:
-        f"{LOGS}/tables/tables.log",
+        log_file("tables", "tables"),
     benchmark:
-        f"{BENCHMARKS}/tables/tables.tsv"
+        benchmark_file("tables", "tables")
     threads: 1
     conda:
         "../../environment.yml"
@@ -53,9 +53,9 @@ rule report_scene:
     input:
         unpack(report_inputs),
     output:
-        report=f"{RESULTS}/{{scene}}/report.md",
+        report=scene_report(),
         figures=report(
-            directory(f"{RESULTS}/{{scene}}/figures"),
+            directory(scene_figures()),
             patterns=["{name}.png"],
             caption="../report/scene_figures.rst",
             category="Scenes",
@@ -64,9 +64,9 @@ rule report_scene:
     params:
         evaluated=report_pairs,
     log:
-        f"{LOGS}/report_scene/{{scene}}.log",
+        log_file("report_scene", "{scene}"),
     benchmark:
-        f"{BENCHMARKS}/report_scene/{{scene}}.tsv"
+        benchmark_file("report_scene", "{scene}")
     threads: 1
     conda:
         "../../environment.yml"
@@ -79,18 +79,18 @@ rule report_scene:
 
 rule eval_task:
     input:
-        scene=f"{RESULTS}/{{scene}}/scene.zarr",
-        features=f"{RESULTS}/{{scene}}/features/{{teacher}}.zarr",
-        model=f"{RESULTS}/{{scene}}/{{field}}/{{teacher}}/model.pt",
+        scene=scene_store(),
+        features=feature_store(),
+        model=f"{distilled_dir()}/model.pt",
     output:
-        summary=f"{RESULTS}/{{scene}}/{{field}}/{{teacher}}/{{task}}/{{task}}.json",
+        summary=task_summary(),
     params:
         out=subpath(output.summary, parent=True),
         command=lambda wc: TASK_COMMANDS[wc.task],
     log:
-        f"{LOGS}/eval_{{task}}/{{scene}}/{{field}}/{{teacher}}.log",
+        log_file("eval_{task}", "{scene}/{field}/{teacher}"),
     benchmark:
-        f"{BENCHMARKS}/eval_{{task}}/{{scene}}/{{field}}/{{teacher}}.tsv"
+        benchmark_file("eval_{task}", "{scene}/{field}/{teacher}")
     threads: config["threads"]
     conda:
         "../../environment.yml"
@@ -107,12 +107,12 @@ rule task_tables:
     input:
         task_json_files(),
     output:
-        csv=f"{RESULTS}/tables/tasks.csv",
-        md=f"{RESULTS}/tables/tasks.md",
+        csv=table("tasks.csv"),
+        md=table("tasks.md"),
     log:
-        f"{LOGS}/tables/tasks.log",
+        log_file("tables", "tasks"),
     benchmark:
-        f"{BENCHMARKS}/tables/tasks.tsv"
+        benchmark_file("tables", "tasks")
     threads: 1
     conda:
         "../../environment.yml"

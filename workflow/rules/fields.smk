@@ -4,17 +4,17 @@
 
 rule pretrain_rgb:
     input:
-        scene=f"{RESULTS}/{{scene}}/scene.zarr",
+        scene=scene_store(),
     output:
-        model=f"{RESULTS}/{{scene}}/{{field}}/rgb/model.pt",
-        metrics=f"{RESULTS}/{{scene}}/{{field}}/rgb/metrics.json",
+        model=f"{rgb_dir()}/model.pt",
+        metrics=f"{rgb_dir()}/metrics.json",
     params:
         out=subpath(output.model, parent=True),
         settings=lambda wc: json.dumps(training_settings(wc, "rgb")),
     log:
-        f"{LOGS}/pretrain_rgb/{{scene}}/{{field}}.log",
+        log_file("pretrain_rgb", "{scene}/{field}"),
     benchmark:
-        f"{BENCHMARKS}/pretrain_rgb/{{scene}}/{{field}}.tsv"
+        benchmark_file("pretrain_rgb", "{scene}/{field}")
     threads: config["threads"]
     conda:
         "../../environment.yml"
@@ -29,19 +29,19 @@ rule pretrain_rgb:
 
 rule distill:
     input:
-        scene=f"{RESULTS}/{{scene}}/scene.zarr",
-        features=f"{RESULTS}/{{scene}}/features/{{teacher}}.zarr",
-        init=f"{RESULTS}/{{scene}}/{{field}}/rgb/model.pt",
+        scene=scene_store(),
+        features=feature_store(),
+        init=f"{rgb_dir()}/model.pt",
     output:
-        model=f"{RESULTS}/{{scene}}/{{field}}/{{teacher}}/model.pt",
-        metrics=f"{RESULTS}/{{scene}}/{{field}}/{{teacher}}/metrics.json",
+        model=f"{distilled_dir()}/model.pt",
+        metrics=f"{distilled_dir()}/metrics.json",
     params:
         out=subpath(output.model, parent=True),
         settings=lambda wc: json.dumps(training_settings(wc, "distill")),
     log:
-        f"{LOGS}/distill/{{scene}}/{{field}}/{{teacher}}.log",
+        log_file("distill", "{scene}/{field}/{teacher}"),
     benchmark:
-        f"{BENCHMARKS}/distill/{{scene}}/{{field}}/{{teacher}}.tsv"
+        benchmark_file("distill", "{scene}/{field}/{teacher}")
     threads: config["threads"]
     conda:
         "../../environment.yml"

@@ -5,13 +5,13 @@ rule frames:
     input:
         video=lambda wc: scene_entry(wc)["path"],
     output:
-        directory(f"{INTERMEDIATE}/{{scene}}/frames"),
+        directory(frames_dir()),
     params:
         frames=lambda wc: json.dumps(scene_entry(wc).get("frames", {})),
     log:
-        f"{LOGS}/frames/{{scene}}.log",
+        log_file("frames", "{scene}"),
     benchmark:
-        f"{BENCHMARKS}/frames/{{scene}}.tsv"
+        benchmark_file("frames", "{scene}")
     threads: 1
     conda:
         "../../environment.yml"
@@ -26,13 +26,13 @@ rule sfm:
     input:
         images=sfm_images,
     output:
-        directory(f"{INTERMEDIATE}/{{scene}}/sfm"),
+        directory(sfm_dir()),
     params:
         sfm=lambda wc: json.dumps(sfm_options(wc)),
     log:
-        f"{LOGS}/sfm/{{scene}}.log",
+        log_file("sfm", "{scene}"),
     benchmark:
-        f"{BENCHMARKS}/sfm/{{scene}}.tsv"
+        benchmark_file("sfm", "{scene}")
     threads: 4
     conda:
         "../../environment.yml"
@@ -48,14 +48,14 @@ rule scene:
     input:
         unpack(scene_inputs),
     output:
-        directory(f"{RESULTS}/{{scene}}/scene.zarr"),
+        directory(scene_store()),
     params:
         spec=lambda wc: json.dumps(import_spec(wc)),
         sfm=sfm_flags,
     log:
-        f"{LOGS}/scene/{{scene}}.log",
+        log_file("scene", "{scene}"),
     benchmark:
-        f"{BENCHMARKS}/scene/{{scene}}.tsv"
+        benchmark_file("scene", "{scene}")
     threads: 1
     conda:
         "../../environment.yml"

@@ -5,13 +5,13 @@ rule teacher_features:
     input:
         unpack(teacher_inputs),
     output:
-        directory(f"{RESULTS}/{{scene}}/features/{{teacher}}.zarr"),
+        directory(feature_store()),
     params:
-        flags=teacher_flags,
+        settings=teacher_settings,
     log:
-        f"{LOGS}/teacher_features/{{scene}}/{{teacher}}.log",
+        log_file("teacher_features", "{scene}/{teacher}"),
     benchmark:
-        f"{BENCHMARKS}/teacher_features/{{scene}}/{{teacher}}.tsv"
+        benchmark_file("teacher_features", "{scene}/{teacher}")
     threads: config["threads"]
     conda:
         "../../environment.yml"
@@ -20,5 +20,5 @@ rule teacher_features:
         runtime=120,
         gpu=1,
     shell:
-        "n3f features --scene {input.scene:q} --out {output:q} --teacher {wildcards.teacher}"
-        " {params.flags} --no-progress > {log:q} 2>&1"
+        "n3f features --scene {input.scene:q} --out {output:q} --settings {params.settings:q}"
+        " --no-progress > {log:q} 2>&1"

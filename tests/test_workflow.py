@@ -61,7 +61,7 @@ _SCENE = "scenes:\n  - {name: a, source: synthetic, options: {kind: static, n_fr
 @pytest.mark.parametrize(
     "body, named",
     [
-        ("teachers: [{name: dino_vitb99}]\n", ["teachers[0].name", "dino_vitb99", "dinov2_vits14_imgfocus"]),
+        ("teachers: [{name: dino_vitb99}]\n", ["teachers", "dino_vitb99", "dinov2_vits14_imgfocus"]),
         ("teachers: [{name: dsift, checkpoint: w.pth}]\n", ["teachers[0].checkpoint", "dsift"]),
         ("teachers: [{name: dsift}]\ntraining: {rgb: {steps: -3}}\n", ["training.rgb.steps", ">= 1"]),
         ("teachers: [{name: dsift}]\ntraining: {grid: {distill: {steps: '20'}}}\n", ["training.grid.distill.steps", "int"]),

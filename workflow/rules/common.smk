@@ -4,6 +4,8 @@ import shlex
 import sys
 from pathlib import Path
 
+import yaml
+
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
@@ -55,7 +57,8 @@ if len(SCENES) != len(config["scenes"]):
 
 
 TEACHERS = {entry["name"]: entry for entry in config["teachers"]}
-FIELDS = ("grid", "nerf", "neuraldiff")
+# field names come from the schema, which tests/test_registries.py holds equal to n3f.fields.FIELDS
+FIELDS = tuple(yaml.safe_load(Path(workflow.basedir, "workflow/schemas/config.schema.yaml").read_text())["$defs"]["field"]["enum"])
 
 
 # -- every path a rule reads or writes, once ---------------------------------

@@ -18,7 +18,7 @@ def test_schema_fields_are_the_field_registry():
     from n3f.train.config import FIELD_DEFAULTS
 
     enum = SCHEMA["$defs"]["field"]["enum"]
-    assert enum == list(FIELDS) == list(FIELD_DEFAULTS)
+    assert enum == list(FIELDS) and set(enum) == set(FIELD_DEFAULTS)
     assert SCHEMA["properties"]["fields"]["items"] == {"$ref": "#/$defs/field"}
     assert SCHEMA["properties"]["scenes"]["items"]["properties"]["fields"]["items"] == {"$ref": "#/$defs/field"}
 

@@ -47,3 +47,11 @@ def test_cli_choices_come_from_the_registries():
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     field = next(a for a in sub.choices["pretrain-rgb"]._actions if a.dest == "field")
     assert list(field.choices) == list(FIELDS)
+
+
+def test_config_reference_is_current():
+    """config/README.md is generated from the settings' definitions: regenerate it after changing one."""
+    from n3f.config_docs import render
+
+    current = (REPO / "config" / "README.md").read_text()
+    assert current == render(), "config/README.md is out of date: python -m n3f.config_docs > config/README.md"

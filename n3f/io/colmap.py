@@ -36,7 +36,7 @@ from n3f.errors import N3FInputError
 from n3f.io.checks import check_aspect, check_bounds, check_intrinsics, check_rigid, same_aspect
 from n3f.io.images import image_size, read_image, resize_factor_for, scale_intrinsics
 from n3f.io.video import INDEX_FILE, frame_times
-from n3f.scene.data import SceneData
+from n3f.scene_data import SceneData
 
 log = logging.getLogger(__name__)
 

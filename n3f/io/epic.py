@@ -19,7 +19,7 @@ import numpy as np
 from n3f.errors import N3FInputError
 from n3f.io.checks import check_bounds, check_intrinsics, check_one_size, check_rigid, pose_matrix
 from n3f.io.images import LazyFrames, image_size, read_image, read_mask, resize_factor_for, resizer, scale_intrinsics
-from n3f.scene.data import Annotations, SceneData
+from n3f.scene_data import Annotations, SceneData
 
 _REQUIRED = ("ids_all", "images", "poses", "nears", "fars", "intrinsics")
 NEURALDIFF_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])

@@ -16,7 +16,7 @@ import numpy as np
 from n3f.errors import N3FInputError
 from n3f.io.checks import check_aspect, check_bounds, check_one_size, check_rigid
 from n3f.io.images import LazyFrames, image_size, list_images, read_image, read_mask, resize_factor_for, resizer
-from n3f.scene.data import Annotations, SceneData
+from n3f.scene_data import Annotations, SceneData
 
 log = logging.getLogger(__name__)
 

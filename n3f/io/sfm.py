@@ -31,7 +31,7 @@ from n3f.errors import N3FInputError
 from n3f.io.colmap import load_colmap
 from n3f.io.images import list_images
 from n3f.io.video import extract_frames
-from n3f.scene.data import SceneData
+from n3f.scene_data import SceneData
 
 MODEL_DIR = "model"
 SUMMARY_FILE = "sfm.json"

@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 
 from n3f.errors import N3FInputError
-from n3f.io.checks import ROTATION_TOLERANCE, check_aspect, check_bounds, check_rigid, pose_matrix, same_aspect
+from n3f.io.checks import (
+    ROTATION_TOLERANCE, check_aspect, check_bounds, check_rigid, closest_point_to_axes, pose_matrix, same_aspect,
+)
 from n3f.io.images import LazyFrames, image_size, read_image, resize_factor_for
 from n3f.io.undistort import undistorter
-from n3f.scene.data import SceneData
-from n3f.scene.normalise import _closest_point_to_axes
+from n3f.scene_data import SceneData
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def _unscale_rotations(c2w: np.ndarray, path: Path) -> np.ndarray:
 
 def estimate_bounds(c2w: np.ndarray) -> np.ndarray:
     """Near/far per frame when the format has none: from camera-to-centre distances."""
-    centre = _closest_point_to_axes(c2w)
+    centre = closest_point_to_axes(c2w)
     dist = np.linalg.norm(c2w[:, :3, 3] - centre, axis=1)
     near, far = 0.05 * float(np.median(dist)), 3.0 * float(dist.max())
     return np.tile([near, far], (len(c2w), 1))

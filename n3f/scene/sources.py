@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from n3f.errors import N3FInputError
-from n3f.scene.data import LAYOUTS, SceneData
+from n3f.scene_data import LAYOUTS, SceneData
 from n3f.settings import check_value
 
 SOURCES = ("synthetic", "llff", "transforms", "colmap", "epic", "video", "images")

@@ -33,7 +33,7 @@ import zarr
 from n3f.atomic import atomic_dir
 from n3f.errors import N3FInputError
 from n3f.io.checks import BOTTOM_ROW_TOLERANCE, check_bounds, check_intrinsics, check_rigid
-from n3f.scene.data import LAYOUTS, SPLIT_NAMES, SceneData
+from n3f.scene_data import LAYOUTS, SPLIT_NAMES, SceneData
 from n3f.scene.normalise import normalisation_for, apply_normalisation
 from n3f.scene.split import default_split
 

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from n3f.scene.data import Annotations, SceneData
+from n3f.scene_data import Annotations, SceneData
 from n3f.synthetic.render import frame_bounds, render_view
 from n3f.synthetic.scene_spec import ACTOR_NAME, GENERATOR_VERSION, SceneSpec, build_spec
 

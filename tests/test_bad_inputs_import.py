@@ -26,7 +26,9 @@ from n3f.io.epic import load_epic
 from n3f.io.llff import load_llff
 from n3f.io.transforms import load_transforms
 from n3f.scene import SceneStore, write_scene
-from n3f.scene.sources import FRAME_OPTIONS, OPTIONS, SFM_OPTIONS, SYNTHETIC_LAYOUTS, build_scene, check_scene_entry
+from n3f.scene.sources import (
+    FRAME_OPTIONS, SFM_OPTIONS, SOURCES, SYNTHETIC_LAYOUTS, build_scene, check_scene_entry, source_names,
+)
 from tests.conftest import REPO
 from tests.test_colmap import build_model, pinhole
 from tests.test_epic import _write_sequence
@@ -473,7 +475,8 @@ def test_valid_entries_pass_and_checking_imports_no_importer() -> None:
         "check_scene_entry({'name': 't', 'source': 'synthetic', 'options': {'kind': 'static', 'n_frames': 60}})\n"
         "check_scene_entry({'name': 'v', 'source': 'video', 'path': 'v.mp4', 'frames': {'every': 5}, "
         "'sfm': {'matcher': 'exhaustive'}, 'evaluate': False})\n"
-        "heavy = [m for m in ('torch', 'cv2', 'pycolmap', 'n3f.io.llff', 'n3f.synthetic') if m in sys.modules]\n"
+        "heavy = [m for m in ('torch', 'cv2', 'pycolmap', 'zarr', 'n3f.io.llff', 'n3f.scene.store', 'n3f.synthetic') "
+        "if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
@@ -494,27 +497,33 @@ def _expected(option) -> Any:
     return option.type | None if option.nullable else option.type
 
 
-@pytest.mark.parametrize("source", sorted(OPTIONS))
+@pytest.mark.parametrize("source", source_names())
+def test_registered_importers_share_one_signature(source: str) -> None:
+    """Every registered importer is called as ``importer(path, *, name, **options)``."""
+    params = list(inspect.signature(SOURCES[source].load()).parameters.values())
+    assert params[0].name == "path" and params[0].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    assert all(p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.VAR_KEYWORD) for p in params[1:])
+    assert "name" in {p.name for p in params}
+
+
+@pytest.mark.parametrize("source", source_names())
 def test_option_table_matches_importer_signatures(source: str) -> None:
-    """The declared options are exactly the importers' keyword arguments, with their types and defaults."""
-    from n3f.io.colmap import load_colmap
-    from n3f.io.epic import load_epic as epic
+    """The declared options are exactly the registered importer's keyword arguments, with their types and defaults."""
     from n3f.synthetic import make_scene
     from n3f.synthetic.scene_spec import KINDS, build_spec
 
-    fns = {"llff": [load_llff], "transforms": [load_transforms], "colmap": [load_colmap], "epic": [epic],
-           "video": [load_colmap], "images": [load_colmap], "synthetic": [make_scene, build_spec]}[source]
-    skip = {"name", "root", "path", "model_dir", "images_dir", "kw"}
+    entry = SOURCES[source]
+    # the synthetic importer hands its options to make_scene, which hands the rest to build_spec
+    fns = [make_scene, build_spec] if source == "synthetic" else [entry.load()]
+    skip = {"name", "path", "kw"}
+    if entry.posed_by_sfm:
+        skip.add("images")  # the sfm stage's frames, given by the pipeline (n3f scene --images)
     params: dict[str, inspect.Parameter] = {}
     hints: dict[str, Any] = {}
     for fn in fns:
         params.update({k: p for k, p in inspect.signature(fn).parameters.items() if k not in skip})
         hints.update(_hints(fn))
-    declared = dict(OPTIONS[source])
-    if source == "colmap":  # resolved under 'path' by build_scene
-        declared.pop("model"), declared.pop("images")
-    if source in ("video", "images"):
-        params = {k: p for k, p in params.items() if k in declared}
+    declared = dict(entry.options)
     assert set(declared) == set(params)
     for key, option in declared.items():
         assert hints[key] == _expected(option), key
@@ -541,7 +550,7 @@ def test_capture_option_tables_match_signatures(table: dict, fn_name: str) -> No
 def test_documented_tolerances() -> None:
     doc = (REPO / "docs" / "importers.md").read_text()
     assert f"{ROTATION_TOLERANCE:g}" in doc and f"{ASPECT_TOLERANCE_PX:g} px" in doc
-    for source, options in OPTIONS.items():
+    for source, entry in SOURCES.items():
         assert f"`{source}`" in doc
-        for key in options:
+        for key in entry.options:
             assert f"`{key}`" in doc, (source, key)

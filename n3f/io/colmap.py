@@ -392,3 +392,32 @@ def load_colmap(
             }
         },
     )
+
+
+def import_colmap(
+    path: str | Path,
+    *,
+    name: str = "scene",
+    model: str = "sparse/0",
+    images: str = "images",
+    max_size: int | None = None,
+    layout: str = "object",
+) -> SceneData:
+    """The ``colmap`` source: a COLMAP project at ``path``, with ``model`` and ``images`` folders under it."""
+    path = Path(path)
+    return load_colmap(path / model, path / images, name=name, max_size=max_size, layout=layout)
+
+
+def import_sfm_model(
+    path: str | Path,
+    *,
+    name: str = "scene",
+    images: str | Path,
+    max_size: int | None = None,
+    layout: str = "object",
+) -> SceneData:
+    """The ``video`` and ``images`` sources: the model the sfm stage wrote at ``path``, and the frames it posed.
+
+    Both come from the pipeline (``n3f scene --colmap-model --images``), not from the config entry.
+    """
+    return load_colmap(path, images, name=name, max_size=max_size, layout=layout)

@@ -26,15 +26,15 @@ NEURALDIFF_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
 
 
 def load_epic(
-    root: str | Path,
-    video: str | None = None,
+    path: str | Path,
     *,
+    video: str | None = None,
     name: str | None = None,
     max_size: int | None = None,
     annotations_dir: str = "annotations",
 ) -> SceneData:
-    """Import one EPIC-Diff sequence (``root/video`` or ``root`` itself)."""
-    seq = Path(root) / video if video else Path(root)
+    """Import one EPIC-Diff sequence (``path/video``, or ``path`` itself); ``name`` defaults to its folder."""
+    seq = Path(path) / video if video else Path(path)
     meta_path = seq / "meta.json"
     if not meta_path.is_file():
         raise N3FInputError(f"EPIC-Diff meta not found: {meta_path}; 'path' must hold <video id>/meta.json.")

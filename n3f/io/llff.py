@@ -34,7 +34,7 @@ def llff_to_opencv_c2w(poses_bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def load_llff(
-    root: str | Path,
+    path: str | Path,
     *,
     name: str = "scene",
     images: str = "images",
@@ -43,12 +43,12 @@ def load_llff(
     layout: str = "forward",
     n_frames: int | None = None,
 ) -> SceneData:
-    """Import an LLFF capture: ``root/poses_bounds.npy`` and ``root/<images>/``.
+    """Import an LLFF capture: ``path/poses_bounds.npy`` and ``path/<images>/``.
 
     ``masks`` names an optional folder of binary masks (same file stems as the
     images), imported as one annotated object, ``foreground``, on every frame.
     """
-    root = Path(root)
+    root = Path(path)
     pb_path = root / "poses_bounds.npy"
     if not pb_path.is_file():
         raise N3FInputError(f"LLFF poses not found: {pb_path}; point 'path' at the folder holding poses_bounds.npy.")

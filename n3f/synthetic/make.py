@@ -75,6 +75,11 @@ def make_scene(
     return scene_from_spec(name, spec, annotate_every=annotate_every)
 
 
+def import_synthetic(path: None = None, *, name: str, **options: Any) -> SceneData:
+    """The ``synthetic`` source: nothing is read, so ``path`` is unused; ``options`` go to :func:`make_scene`."""
+    return make_scene(name, **options)
+
+
 def scene_from_spec(name: str, spec: SceneSpec, annotate_every: int = 1) -> SceneData:
     """Render every frame of ``spec`` and pack frames, cameras and masks."""
     n, h, w = spec.n_frames, spec.height, spec.width

@@ -22,7 +22,6 @@ downscale); intrinsics are scaled to match.
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -79,11 +78,8 @@ def find_model_dir(model_dir: str | Path) -> Path:
             return subs[0]
         sizes = [pycolmap.Reconstruction(str(p)).num_reg_images() for p in subs]
         best = subs[int(np.argmax(sizes))]
-        print(
-            f"[colmap] {model_dir} holds {len(subs)} models; using the largest, {best.name} "
-            f"({max(sizes)} registered images)",
-            file=sys.stderr,
-        )
+        log.info("%s holds %d models; using the largest, %s (%d registered images)",
+                 model_dir, len(subs), best.name, max(sizes))
         return best
     present = sorted(p.name for p in model_dir.iterdir())
     for ext in ("bin", "txt"):
@@ -254,10 +250,7 @@ def _depth_bounds(rec: pycolmap.Reconstruction, image_ids: list[int], w2c: np.nd
         centres = np.linalg.inv(w2c)[:, :3, 3]
         spread = float(np.linalg.norm(centres - centres.mean(0), axis=1).max()) if len(centres) > 1 else 0.0
         spread = spread if spread > 0 else 1.0
-        print(
-            "[colmap] model has no 3D points observed by its images; near/far set from camera spread",
-            file=sys.stderr,
-        )
+        log.warning("model has no 3D points observed by its images; near/far set from camera spread")
         bounds[:] = 0.01 * spread, 4.0 * spread
     elif missing.any():
         bounds[missing] = np.median(bounds[~missing], axis=0)
@@ -311,7 +304,7 @@ def load_colmap(
         )
     n_unreg = rec.num_images() - len(image_ids)
     if n_unreg > 0:
-        print(f"[colmap] {n_unreg} image(s) in {path} have no pose and are skipped", file=sys.stderr)
+        log.warning("%d image(s) in %s have no pose and are skipped", n_unreg, path)
 
     names = [rec.images[i].name for i in image_ids]
     paths = [images_dir / n for n in names]
@@ -359,7 +352,7 @@ def load_colmap(
     target = (max(1, round(first.native_wh[0] * factor)), max(1, round(first.native_wh[1] * factor)))
     sizes = {w.native_wh for w in warps.values()}
     if len(sizes) > 1:
-        log.warning("[colmap] cameras differ in size %s; all frames are resized to %dx%d", sorted(sizes), *target)
+        log.warning("cameras differ in size %s; all frames are resized to %dx%d", sorted(sizes), *target)
     for w in warps.values():
         w.target_wh = target
 

@@ -111,7 +111,7 @@ def load_llff(
         if not annotated:
             raise N3FInputError(f"no mask in {mask_dir} matches an image stem of {root / images}.")
         if len(annotated) < len(files):
-            log.warning("[llff] %d images have no mask in %s", len(files) - len(annotated), mask_dir)
+            log.warning("%d images have no mask in %s", len(files) - len(annotated), mask_dir)
         modal = np.stack(
             [read_mask(by_stem[files[i].stem], (out_h, out_w), frame_hw=(h0, w0), frame_path=files[i]) for i in annotated]
         )[:, None]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -135,10 +134,9 @@ def load_transforms(
         img_path = _resolve(root, frame["file_path"])
         (kept if img_path.is_file() else missing).append((frame, img_path))
     if missing:
-        print(
-            f"[transforms] warning: {len(missing)} of {len(frames)} frames listed in {path} have no image "
-            f"(e.g. {missing[0][1]}); skipping them",
-            file=sys.stderr,
+        log.warning(
+            "%d of %d frames listed in %s have no image (e.g. %s); skipping them",
+            len(missing), len(frames), path, missing[0][1],
         )
     if not kept:
         raise N3FInputError(f"none of the {len(frames)} images listed in {path} exist; check 'file_path' entries.")

@@ -132,6 +132,16 @@ def test_sfm_too_few_registered(tmp_path: Path) -> None:
     assert not (tmp_path / "work" / "model").exists()
 
 
+def test_sfm_scratch_of_a_killed_run_is_removed_and_its_own_never_kept(tmp_path: Path) -> None:
+    noise_images(tmp_path / "images", 4)
+    stale = tmp_path / "work" / "sfm.partial-99999"
+    (stale / "sparse").mkdir(parents=True)
+    (stale / "database.db").write_bytes(b"half a database")
+    with pytest.raises(N3FInputError, match=r"registered only 0/4 frames"):
+        run_sfm(tmp_path / "images", tmp_path / "work", matcher="exhaustive")
+    assert not list((tmp_path / "work").glob("sfm*")) and not (tmp_path / "work" / "database.db").exists()
+
+
 def test_sfm_bad_arguments(tmp_path: Path) -> None:
     noise_images(tmp_path / "one", 1)
     with pytest.raises(N3FInputError, match="at least 2 images"):

@@ -1,22 +1,14 @@
 """Import a COLMAP sparse model (text or binary) as :class:`SceneData`.
 
-COLMAP already uses the OpenCV camera convention (x right, y down, z forward),
-so a frame's ``c2w`` is just the inverse of COLMAP's ``cam_from_world``.
-
-Distorted cameras (SIMPLE_RADIAL, RADIAL, OPENCV, fisheye models...) are
-undistorted because everything downstream (ray generation, feature
-projection) assumes a pinhole camera. The new pinhole camera is chosen by
-COLMAP itself (``pycolmap.undistort_camera``, the same choice as
-``colmap image_undistorter``: keep the focal length, crop to valid pixels), and
-the pixels are resampled with OpenCV's ``remap`` using a lookup table built
-from the distorted camera's own projection function. Building the table from
-``Camera.img_from_cam`` supports every COLMAP camera model without translating
-its parameters into OpenCV's distortion coefficients, and doing it lazily per
-frame means no undistorted copy of the images is ever written to disk.
-
-Frames are read lazily (one image in memory at a time) and all end up with the
-size of the first frame (after undistortion and the optional ``max_size``
-downscale); intrinsics are scaled to match.
+COLMAP already uses the OpenCV camera axes, so a frame's ``c2w`` is the
+inverse of its ``cam_from_world``. Distorted cameras (SIMPLE_RADIAL, OPENCV,
+fisheye...) are undistorted, since everything downstream assumes a pinhole:
+COLMAP picks the pinhole camera (``pycolmap.undistort_camera``, as ``colmap
+image_undistorter`` does) and OpenCV's ``remap`` resamples the pixels through
+a table built from the camera's own projection, which supports every COLMAP
+model without translating its parameters. Frames are read and undistorted
+lazily, one at a time, so no undistorted copy is written; all end up with the
+size of the first frame (after the optional ``max_size``), intrinsics scaled.
 """
 
 from __future__ import annotations

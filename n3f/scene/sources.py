@@ -106,10 +106,9 @@ def _near_before_far(where: str, options: dict[str, Any]) -> None:
 
 def _layout_of_kind(where: str, options: dict[str, Any]) -> None:
     layout, kind = options.get("layout"), options.get("kind", "static")
-    if layout is not None and layout not in SYNTHETIC_LAYOUTS[kind]:
-        raise N3FInputError(
-            f"{where}.layout: {layout!r} is not available for kind {kind!r}; use one of {list(SYNTHETIC_LAYOUTS[kind])}."
-        )
+    allowed = SYNTHETIC_LAYOUTS[kind]
+    if layout is not None and layout not in allowed:
+        raise N3FInputError(f"{where}.layout: {layout!r} is not available for kind {kind!r}; use one of {list(allowed)}.")
 
 
 def _one_frame_selection(where: str, frames: dict[str, Any]) -> None:

@@ -26,6 +26,10 @@ def _tmp_file(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
+def _partial_dir(path: Path) -> Path:
+    return path.with_name(f"{path.name}.partial-{os.getpid()}")
+
+
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
     """Call ``write(fh)`` on a temporary sibling of ``path``, fsync, then rename over ``path``."""
     path = Path(path)
@@ -49,6 +53,12 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_move(src: str | Path, dst: str | Path) -> Path:
+    """Rename the finished file ``src`` over ``dst`` (same file system): a reader sees the old file or the new one."""
+    os.replace(src, dst)
+    return Path(dst)
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
@@ -86,7 +96,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.partial-{os.getpid()}")
+    tmp = _partial_dir(path)
     remove_stale_partials(path)
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -98,3 +108,25 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     if path.exists():
         shutil.rmtree(path)
     os.replace(tmp, path)
+
+
+@contextmanager
+def scratch_dir(path: str | Path) -> Iterator[Path]:
+    """``with scratch_dir(work) as tmp:`` a working folder beside ``work``, removed when the block ends.
+
+    For what a stage needs while it runs but does not keep (SfM's database and
+    sub-models before the chosen ones are moved out). It is named like
+    :func:`atomic_dir`'s partial folders, so one that a killed run left is
+    removed by the next.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _partial_dir(path)
+    remove_stale_partials(path)
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -26,7 +26,9 @@ from n3f.io.epic import load_epic
 from n3f.io.llff import load_llff
 from n3f.io.transforms import load_transforms
 from n3f.scene import SceneStore, write_scene
-from n3f.scene.sources import FRAME_OPTIONS, OPTIONS, SFM_OPTIONS, SYNTHETIC_LAYOUTS, build_scene, check_scene_entry
+from n3f.scene.sources import (
+    FRAME_OPTIONS, SFM_OPTIONS, SOURCES, SYNTHETIC_LAYOUTS, build_scene, check_scene_entry, source_names,
+)
 from tests.conftest import REPO
 from tests.test_colmap import build_model, pinhole
 from tests.test_epic import _write_sequence
@@ -208,6 +210,8 @@ def test_stale_partial_folder_is_removed_and_import_succeeds(tmp_path: Path) -> 
     (stale / "zarr.json").write_text("{}")
     result = n3f_scene({"name": "cap", "source": "llff", "path": str(root)}, out)
     assert result.returncode == 0, result.stderr
+    # the CLI configures logging: the store's progress and atomic's cleanup reach stderr
+    assert "scene 'cap': wrote 5/5 frames" in result.stderr and "left by an interrupted" in result.stderr
     assert not stale.exists()
     assert SceneStore(out).n_frames == 5
     assert not list(out.parent.glob("scene.zarr.partial-*"))
@@ -306,11 +310,12 @@ def test_transforms_accepts_3x4_scaled_and_per_frame_cameras(tmp_path: Path, cap
     assert {scene.frames[i].shape for i in range(5)} == {(H, W, 3)}
 
 
-def test_transforms_missing_listed_file_is_skipped_but_corrupt_one_refused(tmp_path: Path, capsys) -> None:
+def test_transforms_missing_listed_file_is_skipped_but_corrupt_one_refused(tmp_path: Path, caplog) -> None:
     path = write_transforms(tmp_path / "tf")
     (path.parent / "images" / "img_01.png").unlink()
-    scene = load_transforms(path)
-    assert len(scene.frame_names) == 4 and "1 of 5 frames" in capsys.readouterr().err
+    with caplog.at_level("WARNING"):
+        scene = load_transforms(path)
+    assert len(scene.frame_names) == 4 and "1 of 5 frames" in caplog.text
     _corrupt(path.parent / "images" / "img_03.png")
     scene = load_transforms(path)
     with pytest.raises(N3FInputError, match=r"cannot decode image .*img_03\.png"):
@@ -473,7 +478,8 @@ def test_valid_entries_pass_and_checking_imports_no_importer() -> None:
         "check_scene_entry({'name': 't', 'source': 'synthetic', 'options': {'kind': 'static', 'n_frames': 60}})\n"
         "check_scene_entry({'name': 'v', 'source': 'video', 'path': 'v.mp4', 'frames': {'every': 5}, "
         "'sfm': {'matcher': 'exhaustive'}, 'evaluate': False})\n"
-        "heavy = [m for m in ('torch', 'cv2', 'pycolmap', 'n3f.io.llff', 'n3f.synthetic') if m in sys.modules]\n"
+        "heavy = [m for m in ('torch', 'cv2', 'pycolmap', 'zarr', 'n3f.io.llff', 'n3f.scene.store', 'n3f.synthetic') "
+        "if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
@@ -494,27 +500,33 @@ def _expected(option) -> Any:
     return option.type | None if option.nullable else option.type
 
 
-@pytest.mark.parametrize("source", sorted(OPTIONS))
+@pytest.mark.parametrize("source", source_names())
+def test_registered_importers_share_one_signature(source: str) -> None:
+    """Every registered importer is called as ``importer(path, *, name, **options)``."""
+    params = list(inspect.signature(SOURCES[source].load()).parameters.values())
+    assert params[0].name == "path" and params[0].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    assert all(p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.VAR_KEYWORD) for p in params[1:])
+    assert "name" in {p.name for p in params}
+
+
+@pytest.mark.parametrize("source", source_names())
 def test_option_table_matches_importer_signatures(source: str) -> None:
-    """The declared options are exactly the importers' keyword arguments, with their types and defaults."""
-    from n3f.io.colmap import load_colmap
-    from n3f.io.epic import load_epic as epic
+    """The declared options are exactly the registered importer's keyword arguments, with their types and defaults."""
     from n3f.synthetic import make_scene
     from n3f.synthetic.scene_spec import KINDS, build_spec
 
-    fns = {"llff": [load_llff], "transforms": [load_transforms], "colmap": [load_colmap], "epic": [epic],
-           "video": [load_colmap], "images": [load_colmap], "synthetic": [make_scene, build_spec]}[source]
-    skip = {"name", "root", "path", "model_dir", "images_dir", "kw"}
+    entry = SOURCES[source]
+    # the synthetic importer hands its options to make_scene, which hands the rest to build_spec
+    fns = [make_scene, build_spec] if source == "synthetic" else [entry.load()]
+    skip = {"name", "path", "kw"}
+    if entry.posed_by_sfm:
+        skip.add("images")  # the sfm stage's frames, given by the pipeline (n3f scene --images)
     params: dict[str, inspect.Parameter] = {}
     hints: dict[str, Any] = {}
     for fn in fns:
         params.update({k: p for k, p in inspect.signature(fn).parameters.items() if k not in skip})
         hints.update(_hints(fn))
-    declared = dict(OPTIONS[source])
-    if source == "colmap":  # resolved under 'path' by build_scene
-        declared.pop("model"), declared.pop("images")
-    if source in ("video", "images"):
-        params = {k: p for k, p in params.items() if k in declared}
+    declared = dict(entry.options)
     assert set(declared) == set(params)
     for key, option in declared.items():
         assert hints[key] == _expected(option), key
@@ -541,7 +553,7 @@ def test_capture_option_tables_match_signatures(table: dict, fn_name: str) -> No
 def test_documented_tolerances() -> None:
     doc = (REPO / "docs" / "importers.md").read_text()
     assert f"{ROTATION_TOLERANCE:g}" in doc and f"{ASPECT_TOLERANCE_PX:g} px" in doc
-    for source, options in OPTIONS.items():
+    for source, entry in SOURCES.items():
         assert f"`{source}`" in doc
-        for key in options:
+        for key in entry.options:
             assert f"`{key}`" in doc, (source, key)

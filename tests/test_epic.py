@@ -48,7 +48,7 @@ def _write_sequence(root, n=12, h=32, w=48):
 
 def test_sequence_imports_in_time_order_with_opencv_axes(tmp_path):
     seq, ids, c2w_cv = _write_sequence(tmp_path)
-    scene = load_epic(tmp_path, "P01_01")
+    scene = load_epic(tmp_path, video="P01_01")
     assert scene.name == "P01_01" and scene.dynamic and scene.layout == "egocentric"
     np.testing.assert_allclose(scene.c2w, c2w_cv, atol=1e-12)
     np.testing.assert_array_equal(scene.timestamps, ids)
@@ -80,4 +80,4 @@ def test_incomplete_meta(tmp_path):
 
 def test_not_an_epic_folder(tmp_path):
     with pytest.raises(N3FInputError, match="meta.json"):
-        load_epic(tmp_path, "P99_99")
+        load_epic(tmp_path, video="P99_99")

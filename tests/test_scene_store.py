@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ast
+
 import numpy as np
 import pytest
 
 from n3f.errors import N3FInputError
 from n3f.scene import Annotations, SceneData, SceneStore, write_scene
+from tests.conftest import REPO
 
 
 def _tiny_scene(n: int = 10, h: int = 8, w: int = 12) -> SceneData:
@@ -101,3 +104,22 @@ def test_stale_partial_folder_is_removed_by_the_next_write(tmp_path):
     store = SceneStore(write_scene(_tiny_scene(), tmp_path / "s.zarr", progress=False))
     assert store.n_frames == 10
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.zarr"]
+
+
+def _imported_modules(path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+@pytest.mark.parametrize("producer, others", [("io", ("scene", "synthetic")), ("synthetic", ("scene", "io"))])
+def test_producers_import_neither_the_store_nor_each_other(producer: str, others: tuple[str, ...]) -> None:
+    """Importers and the renderer produce SceneData (n3f.scene_data); only n3f.scene imports them, lazily."""
+    for path in sorted((REPO / "n3f" / producer).rglob("*.py")):
+        for module in _imported_modules(path):
+            for other in others:
+                assert module != f"n3f.{other}" and not module.startswith(f"n3f.{other}."), (path.name, module)

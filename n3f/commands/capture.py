@@ -23,7 +23,8 @@ def _options(text: str | None, flag: str) -> dict[str, Any]:
 
 def run_frames(args: argparse.Namespace) -> None:
     from n3f.io.video import extract_frames
-    from n3f.scene.sources import FRAME_OPTIONS, check_options
+    from n3f.scene.options import check_options
+    from n3f.scene.sources import FRAME_OPTIONS
 
     options = check_options("--options", _options(args.options, "--options"), FRAME_OPTIONS, "n3f frames")
     files = extract_frames(args.video, args.out, **options)
@@ -32,7 +33,8 @@ def run_frames(args: argparse.Namespace) -> None:
 
 def run_sfm_command(args: argparse.Namespace) -> None:
     from n3f.io.sfm import run_sfm
-    from n3f.scene.sources import SFM_OPTIONS, check_options
+    from n3f.scene.options import check_options
+    from n3f.scene.sources import SFM_OPTIONS
 
     options = check_options(
         "--options", _options(args.options, "--options"), SFM_OPTIONS, "n3f sfm", " Threads are set with --threads."

@@ -22,8 +22,11 @@ def run(args: argparse.Namespace) -> None:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from n3f.scene.sources import source_names  # the registry only: no importer is loaded
+
     p = sub.add_parser("scene", help="import a scene into results/<scene>/scene.zarr")
-    p.add_argument("--spec", required=True, help="the scene's config entry as JSON {name, source, path, options}")
+    p.add_argument("--spec", required=True, help="the scene's config entry as JSON {name, source, path, options}; "
+                   f"source: one of {', '.join(source_names())}")
     p.add_argument("--out", required=True, help="output scene store (.zarr folder)")
     p.add_argument("--colmap-model", help="sparse model from the sfm stage (video/images sources)")
     p.add_argument("--images", help="frames folder from the frames stage (video/images sources)")

@@ -1,4 +1,4 @@
-"""Geometry checks shared by every importer and by the scene store's final validation.
+"""Camera geometry shared by every importer and the scene store: checks and pose helpers.
 
 Each importer reads poses, image sizes, masks and depth bounds in its own file
 format, but what makes them usable downstream is the same everywhere: rigid
@@ -60,6 +60,23 @@ def pose_matrix(value: Any, where: str) -> np.ndarray:
     out = np.eye(4)
     out[:3] = mat
     return out
+
+
+def closest_point_to_axes(c2w: np.ndarray) -> np.ndarray:
+    """Least-squares point nearest to every camera's optical axis.
+
+    For a walk-around capture this is the object the cameras look at, which
+    is a better centre than the mean camera position.
+    """
+    origins = c2w[:, :3, 3]
+    dirs = c2w[:, :3, 2]
+    dirs = dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
+    proj = np.eye(3)[None] - dirs[:, :, None] * dirs[:, None, :]
+    a = proj.sum(axis=0)
+    b = (proj @ origins[:, :, None]).sum(axis=0)[:, 0]
+    if np.linalg.cond(a) > 1e8:  # parallel axes (forward-facing): no unique point
+        return origins.mean(axis=0)
+    return np.linalg.solve(a, b)
 
 
 def rotation_errors(c2w: np.ndarray) -> np.ndarray:

@@ -1,28 +1,19 @@
 """Import a COLMAP sparse model (text or binary) as :class:`SceneData`.
 
-COLMAP already uses the OpenCV camera convention (x right, y down, z forward),
-so a frame's ``c2w`` is just the inverse of COLMAP's ``cam_from_world``.
-
-Distorted cameras (SIMPLE_RADIAL, RADIAL, OPENCV, fisheye models...) are
-undistorted because everything downstream (ray generation, feature
-projection) assumes a pinhole camera. The new pinhole camera is chosen by
-COLMAP itself (``pycolmap.undistort_camera``, the same choice as
-``colmap image_undistorter``: keep the focal length, crop to valid pixels), and
-the pixels are resampled with OpenCV's ``remap`` using a lookup table built
-from the distorted camera's own projection function. Building the table from
-``Camera.img_from_cam`` supports every COLMAP camera model without translating
-its parameters into OpenCV's distortion coefficients, and doing it lazily per
-frame means no undistorted copy of the images is ever written to disk.
-
-Frames are read lazily (one image in memory at a time) and all end up with the
-size of the first frame (after undistortion and the optional ``max_size``
-downscale); intrinsics are scaled to match.
+COLMAP already uses the OpenCV camera axes, so a frame's ``c2w`` is the
+inverse of its ``cam_from_world``. Distorted cameras (SIMPLE_RADIAL, OPENCV,
+fisheye...) are undistorted, since everything downstream assumes a pinhole:
+COLMAP picks the pinhole camera (``pycolmap.undistort_camera``, as ``colmap
+image_undistorter`` does) and OpenCV's ``remap`` resamples the pixels through
+a table built from the camera's own projection, which supports every COLMAP
+model without translating its parameters. Frames are read and undistorted
+lazily, one at a time, so no undistorted copy is written; all end up with the
+size of the first frame (after the optional ``max_size``), intrinsics scaled.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -36,7 +27,7 @@ from n3f.errors import N3FInputError
 from n3f.io.checks import check_aspect, check_bounds, check_intrinsics, check_rigid, same_aspect
 from n3f.io.images import image_size, read_image, resize_factor_for, scale_intrinsics
 from n3f.io.video import INDEX_FILE, frame_times
-from n3f.scene.data import SceneData
+from n3f.scene_data import SceneData
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +70,8 @@ def find_model_dir(model_dir: str | Path) -> Path:
             return subs[0]
         sizes = [pycolmap.Reconstruction(str(p)).num_reg_images() for p in subs]
         best = subs[int(np.argmax(sizes))]
-        print(
-            f"[colmap] {model_dir} holds {len(subs)} models; using the largest, {best.name} "
-            f"({max(sizes)} registered images)",
-            file=sys.stderr,
-        )
+        log.info("%s holds %d models; using the largest, %s (%d registered images)",
+                 model_dir, len(subs), best.name, max(sizes))
         return best
     present = sorted(p.name for p in model_dir.iterdir())
     for ext in ("bin", "txt"):
@@ -254,10 +242,7 @@ def _depth_bounds(rec: pycolmap.Reconstruction, image_ids: list[int], w2c: np.nd
         centres = np.linalg.inv(w2c)[:, :3, 3]
         spread = float(np.linalg.norm(centres - centres.mean(0), axis=1).max()) if len(centres) > 1 else 0.0
         spread = spread if spread > 0 else 1.0
-        print(
-            "[colmap] model has no 3D points observed by its images; near/far set from camera spread",
-            file=sys.stderr,
-        )
+        log.warning("model has no 3D points observed by its images; near/far set from camera spread")
         bounds[:] = 0.01 * spread, 4.0 * spread
     elif missing.any():
         bounds[missing] = np.median(bounds[~missing], axis=0)
@@ -311,7 +296,7 @@ def load_colmap(
         )
     n_unreg = rec.num_images() - len(image_ids)
     if n_unreg > 0:
-        print(f"[colmap] {n_unreg} image(s) in {path} have no pose and are skipped", file=sys.stderr)
+        log.warning("%d image(s) in %s have no pose and are skipped", n_unreg, path)
 
     names = [rec.images[i].name for i in image_ids]
     paths = [images_dir / n for n in names]
@@ -359,7 +344,7 @@ def load_colmap(
     target = (max(1, round(first.native_wh[0] * factor)), max(1, round(first.native_wh[1] * factor)))
     sizes = {w.native_wh for w in warps.values()}
     if len(sizes) > 1:
-        log.warning("[colmap] cameras differ in size %s; all frames are resized to %dx%d", sorted(sizes), *target)
+        log.warning("cameras differ in size %s; all frames are resized to %dx%d", sorted(sizes), *target)
     for w in warps.values():
         w.target_wh = target
 
@@ -392,3 +377,32 @@ def load_colmap(
             }
         },
     )
+
+
+def import_colmap(
+    path: str | Path,
+    *,
+    name: str = "scene",
+    model: str = "sparse/0",
+    images: str = "images",
+    max_size: int | None = None,
+    layout: str = "object",
+) -> SceneData:
+    """The ``colmap`` source: a COLMAP project at ``path``, with ``model`` and ``images`` folders under it."""
+    path = Path(path)
+    return load_colmap(path / model, path / images, name=name, max_size=max_size, layout=layout)
+
+
+def import_sfm_model(
+    path: str | Path,
+    *,
+    name: str = "scene",
+    images: str | Path,
+    max_size: int | None = None,
+    layout: str = "object",
+) -> SceneData:
+    """The ``video`` and ``images`` sources: the model the sfm stage wrote at ``path``, and the frames it posed.
+
+    Both come from the pipeline (``n3f scene --colmap-model --images``), not from the config entry.
+    """
+    return load_colmap(path, images, name=name, max_size=max_size, layout=layout)

@@ -19,22 +19,22 @@ import numpy as np
 from n3f.errors import N3FInputError
 from n3f.io.checks import check_bounds, check_intrinsics, check_one_size, check_rigid, pose_matrix
 from n3f.io.images import LazyFrames, image_size, read_image, read_mask, resize_factor_for, resizer, scale_intrinsics
-from n3f.scene.data import Annotations, SceneData
+from n3f.scene_data import Annotations, SceneData
 
 _REQUIRED = ("ids_all", "images", "poses", "nears", "fars", "intrinsics")
 NEURALDIFF_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
 
 
 def load_epic(
-    root: str | Path,
-    video: str | None = None,
+    path: str | Path,
     *,
+    video: str | None = None,
     name: str | None = None,
     max_size: int | None = None,
     annotations_dir: str = "annotations",
 ) -> SceneData:
-    """Import one EPIC-Diff sequence (``root/video`` or ``root`` itself)."""
-    seq = Path(root) / video if video else Path(root)
+    """Import one EPIC-Diff sequence (``path/video``, or ``path`` itself); ``name`` defaults to its folder."""
+    seq = Path(path) / video if video else Path(path)
     meta_path = seq / "meta.json"
     if not meta_path.is_file():
         raise N3FInputError(f"EPIC-Diff meta not found: {meta_path}; 'path' must hold <video id>/meta.json.")

@@ -16,7 +16,7 @@ import numpy as np
 from n3f.errors import N3FInputError
 from n3f.io.checks import check_aspect, check_bounds, check_one_size, check_rigid
 from n3f.io.images import LazyFrames, image_size, list_images, read_image, read_mask, resize_factor_for, resizer
-from n3f.scene.data import Annotations, SceneData
+from n3f.scene_data import Annotations, SceneData
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def llff_to_opencv_c2w(poses_bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def load_llff(
-    root: str | Path,
+    path: str | Path,
     *,
     name: str = "scene",
     images: str = "images",
@@ -43,12 +43,12 @@ def load_llff(
     layout: str = "forward",
     n_frames: int | None = None,
 ) -> SceneData:
-    """Import an LLFF capture: ``root/poses_bounds.npy`` and ``root/<images>/``.
+    """Import an LLFF capture: ``path/poses_bounds.npy`` and ``path/<images>/``.
 
     ``masks`` names an optional folder of binary masks (same file stems as the
     images), imported as one annotated object, ``foreground``, on every frame.
     """
-    root = Path(root)
+    root = Path(path)
     pb_path = root / "poses_bounds.npy"
     if not pb_path.is_file():
         raise N3FInputError(f"LLFF poses not found: {pb_path}; point 'path' at the folder holding poses_bounds.npy.")
@@ -111,7 +111,7 @@ def load_llff(
         if not annotated:
             raise N3FInputError(f"no mask in {mask_dir} matches an image stem of {root / images}.")
         if len(annotated) < len(files):
-            log.warning("[llff] %d images have no mask in %s", len(files) - len(annotated), mask_dir)
+            log.warning("%d images have no mask in %s", len(files) - len(annotated), mask_dir)
         modal = np.stack(
             [read_mask(by_stem[files[i].stem], (out_h, out_w), frame_hw=(h0, w0), frame_path=files[i]) for i in annotated]
         )[:, None]

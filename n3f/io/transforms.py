@@ -13,18 +13,18 @@ from __future__ import annotations
 import json
 import logging
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from n3f.errors import N3FInputError
-from n3f.io.checks import ROTATION_TOLERANCE, check_aspect, check_bounds, check_rigid, pose_matrix, same_aspect
+from n3f.io.checks import (
+    ROTATION_TOLERANCE, check_aspect, check_bounds, check_rigid, closest_point_to_axes, pose_matrix, same_aspect,
+)
 from n3f.io.images import LazyFrames, image_size, read_image, resize_factor_for
 from n3f.io.undistort import undistorter
-from n3f.scene.data import SceneData
-from n3f.scene.normalise import _closest_point_to_axes
+from n3f.scene_data import SceneData
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def _unscale_rotations(c2w: np.ndarray, path: Path) -> np.ndarray:
 
 def estimate_bounds(c2w: np.ndarray) -> np.ndarray:
     """Near/far per frame when the format has none: from camera-to-centre distances."""
-    centre = _closest_point_to_axes(c2w)
+    centre = closest_point_to_axes(c2w)
     dist = np.linalg.norm(c2w[:, :3, 3] - centre, axis=1)
     near, far = 0.05 * float(np.median(dist)), 3.0 * float(dist.max())
     return np.tile([near, far], (len(c2w), 1))
@@ -134,10 +134,9 @@ def load_transforms(
         img_path = _resolve(root, frame["file_path"])
         (kept if img_path.is_file() else missing).append((frame, img_path))
     if missing:
-        print(
-            f"[transforms] warning: {len(missing)} of {len(frames)} frames listed in {path} have no image "
-            f"(e.g. {missing[0][1]}); skipping them",
-            file=sys.stderr,
+        log.warning(
+            "%d of %d frames listed in %s have no image (e.g. %s); skipping them",
+            len(missing), len(frames), path, missing[0][1],
         )
     if not kept:
         raise N3FInputError(f"none of the {len(frames)} images listed in {path} exist; check 'file_path' entries.")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 
 import cv2
@@ -143,8 +142,7 @@ def extract_frames(
     digits = max(6, len(str(n_frames - 1)))
 
     records: list[dict] = []
-    # Frames go to <out_dir>.partial-<pid>, renamed into place when complete;
-    # partial folders of an earlier, killed extraction are removed first.
+    # atomic_dir: the folder appears only when complete, leftovers of a killed extraction are removed.
     with atomic_dir(out_dir) as tmp:
         tmp.mkdir(parents=True)
         reader = imageio_ffmpeg.read_frames(str(video_path))
@@ -169,7 +167,7 @@ def extract_frames(
             raise N3FInputError(f"no frames could be decoded from {video_path}; the file may be truncated.")
         if len(records) < len(wanted):
             log.warning(
-                "[video] %s: decoded %d of the %d selected frames (the container over-reports its frame count)",
+                "%s: decoded %d of the %d selected frames (the container over-reports its frame count)",
                 video_path, len(records), len(wanted),
             )
         index = {
@@ -182,5 +180,5 @@ def extract_frames(
             "frames": records,
         }
         (tmp / INDEX_FILE).write_text(json.dumps(index, indent=1))
-    print(f"[video] extracted {len(records)} frames of {video_path} into {out_dir}", file=sys.stderr)
+    log.info("extracted %d frames of %s into %s", len(records), video_path, out_dir)
     return [out_dir / r["file"] for r in records]

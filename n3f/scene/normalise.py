@@ -11,29 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def _closest_point_to_axes(c2w: np.ndarray) -> np.ndarray:
-    """Least-squares point nearest to every camera's optical axis.
-
-    For a walk-around capture this is the object the cameras look at, which
-    is a better centre than the mean camera position.
-    """
-    origins = c2w[:, :3, 3]
-    dirs = c2w[:, :3, 2]
-    dirs = dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
-    proj = np.eye(3)[None] - dirs[:, :, None] * dirs[:, None, :]
-    a = proj.sum(axis=0)
-    b = (proj @ origins[:, :, None]).sum(axis=0)[:, 0]
-    if np.linalg.cond(a) > 1e8:  # parallel axes (forward-facing): no unique point
-        return origins.mean(axis=0)
-    return np.linalg.solve(a, b)
+from n3f.io.checks import closest_point_to_axes
 
 
 def normalisation_for(c2w: np.ndarray, bounds: np.ndarray, layout: str) -> tuple[np.ndarray, float]:
     """Return (centre, scale) so that the scene content fits roughly in a unit sphere."""
     origins = c2w[:, :3, 3]
     if layout == "object":
-        centre = _closest_point_to_axes(c2w)
+        centre = closest_point_to_axes(c2w)
         radius = np.linalg.norm(origins - centre, axis=1).max()
     else:
         centre = origins.mean(axis=0)

@@ -1,121 +1,74 @@
-"""Dispatch from a scene entry of ``config.yaml`` to the matching importer.
+"""The registry of scene sources: from a ``scenes:`` entry of the config to a :class:`SceneData`.
 
-A scene entry is ``{name, source, path?, options?}``; ``options`` are passed
-to the importer as keyword arguments. Every option is declared here with its
-type, default and bounds (:data:`OPTIONS`, listed in ``docs/importers.md``), so
-:func:`check_scene_entry` can refuse a typo, a string where a number belongs or
-an out-of-range value with its config key (``scenes[fox].options.max_size``)
-before any data is read, and without importing the importers (OpenCV,
-pycolmap): the Snakefile calls it while it is parsed, so a dry run refuses it.
+:data:`SOURCES` maps each ``source:`` name to a :class:`Source`: its importer
+as a ``"module:function"`` string (imported only when a scene is built), its
+typed options and what the pipeline hands it. Every importer has one
+signature, ``importer(path, *, name, **options) -> SceneData``. Checking an
+entry (:func:`check_scene_entry`) needs only the registry, so the Snakefile
+refuses a bad entry while it is parsed without importing OpenCV, pycolmap or
+the renderer.
+
+Adding a source is one entry here plus its module (options listed in
+``docs/importers.md``; a test checks them against the importer's signature).
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Mapping
-from dataclasses import dataclass
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from n3f.errors import N3FInputError
-from n3f.scene.data import LAYOUTS, SceneData
-from n3f.settings import check_value
+from n3f.scene.options import Option, check_options
+from n3f.scene_data import LAYOUTS
 
-SOURCES = ("synthetic", "llff", "transforms", "colmap", "epic", "video", "images")
+if TYPE_CHECKING:
+    from n3f.scene_data import SceneData
+
+# A check across the options of one mapping: rule(config key of the mapping, its options).
+Rule = Callable[[str, dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
-class Option:
-    """One importer option: type (``nullable``: ``null`` allowed), default, bounds and meaning."""
+class Block:
+    """A further mapping of a scene entry (``frames:``, ``sfm:``): options of a stage run before the import."""
 
-    type: type
-    default: Any
-    help: str
-    nullable: bool = False
-    min: float | None = None
-    max: float | None = None
-    min_exclusive: bool = False
-    choices: tuple[Any, ...] | None = None
-    items: type | None = None  # element type of a list option
-
-    def check(self, where: str, value: Any) -> None:
-        """Raise :class:`N3FInputError` naming ``where`` unless ``value`` fits this option."""
-        if value is None and self.nullable:
-            return
-        meta = {"min": self.min, "max": self.max, "min_exclusive": self.min_exclusive, "choices": self.choices}
-        check_value(where, value, self.type, meta)
-        if self.type is str and not value.strip():
-            raise N3FInputError(f"{where}: an empty string is not a valid value; give a name or remove the option.")
-        if self.items is not None:
-            for i, item in enumerate(value):
-                check_value(f"{where}[{i}]", item, self.items)
+    options: Mapping[str, Option]
+    what: str  # the stage, as error messages name it
+    rule: Rule | None = None
 
 
-def _max_size(help_extra: str = "") -> Option:
+@dataclass(frozen=True)
+class Source:
+    """One scene source: where its importer is, what it accepts, and what the pipeline hands it."""
+
+    importer: str  # "module:function", signature (path, *, name, **options) -> SceneData
+    options: Mapping[str, Option]
+    needs_path: bool = True  # the entry must give 'path' (false: nothing is read)
+    # Imported from the sfm stage's COLMAP model (path) and the frames it posed
+    # (images=), not from the entry's path; the store records the source's name.
+    posed_by_sfm: bool = False
+    blocks: Mapping[str, Block] = field(default_factory=dict)
+    hint: str = ""  # added to an "option(s) not understood" error
+    rule: Rule | None = None  # checks across options
+
+    def load(self) -> Callable[..., SceneData]:
+        """The importer function (imports its module)."""
+        module, _, function = self.importer.partition(":")
+        return getattr(importlib.import_module(module), function)
+
+
+def _max_size() -> Option:
     return Option(int, None, "longer side of the stored frames in pixels (area downscaling, intrinsics and masks "
-                  f"scaled with them); null keeps the size on disk{help_extra}", nullable=True, min=8)
+                  "scaled with them); null keeps the size on disk", nullable=True, min=8)
 
 
 def _layout(default: str) -> Option:
     return Option(str, default, "camera arrangement, sets the normalisation: forward (LLFF-like), object "
                   "(walk-around), egocentric", choices=LAYOUTS)
 
-
-# Options of each source, as the importer's keyword arguments (a test checks
-# them against the signatures). ``video``/``images`` scenes are imported from
-# the sfm stage's COLMAP model, which takes only these two.
-OPTIONS: dict[str, dict[str, Option]] = {
-    "llff": {
-        "images": Option(str, "images", "image folder under path (images_4, images_8: LLFF's downsampled copies)"),
-        "masks": Option(str, None, "folder of binary foreground masks under path, same file stems and size as the "
-                        "images; imported as one object, 'foreground'", nullable=True),
-        "max_size": _max_size(),
-        "layout": _layout("forward"),
-        "n_frames": Option(int, None, "keep this many frames, evenly spread over the capture", nullable=True, min=1),
-    },
-    "transforms": {
-        "max_size": _max_size(),
-        "layout": _layout("object"),
-        "near": Option(float, None, "near depth bound of every frame (world units); default from the camera spread",
-                       nullable=True, min=0, min_exclusive=True),
-        "far": Option(float, None, "far depth bound of every frame (world units); default from the camera spread",
-                      nullable=True, min=0, min_exclusive=True),
-    },
-    "colmap": {
-        "model": Option(str, "sparse/0", "sparse model folder under path (cameras/images/points3D .bin or .txt, or a "
-                        "sparse/ folder of numbered models: the largest is used)"),
-        "images": Option(str, "images", "image folder under path that the model's image names are relative to"),
-        "max_size": _max_size(),
-        "layout": _layout("object"),
-    },
-    "epic": {
-        "video": Option(str, None, "sequence folder under path (e.g. P01_01); null: path is the sequence itself",
-                        nullable=True),
-        "max_size": _max_size(),
-        "annotations_dir": Option(str, "annotations", "folder of binary masks under the sequence, named like the "
-                                  "frames; imported as one object, 'foreground'"),
-    },
-    "video": {"max_size": _max_size(), "layout": _layout("object")},
-    "images": {"max_size": _max_size(), "layout": _layout("object")},
-    "synthetic": {
-        "kind": Option(str, "static", "static (orbit or forward cameras) or dynamic (egocentric, objects move)",
-                       choices=("static", "dynamic")),
-        "n_frames": Option(int, None, "frames to render; null: 60 static, 80 dynamic", nullable=True, min=1),
-        "width": Option(int, 160, "image width in pixels", min=8),
-        "height": Option(int, 120, "image height in pixels", min=8),
-        "seed": Option(int, 0, "random seed of objects, textures and camera path"),
-        "layout": Option(str, None, "object or forward (static), egocentric (dynamic); null: the kind's first",
-                         nullable=True, choices=LAYOUTS),
-        "annotate_every": Option(int, 1, "keep masks of every k-th frame", min=1),
-        "n_objects": Option(int, 6, "objects on the table, the last a distractor twin of the first", min=2),
-        "fov_deg": Option(float, 60.0, "horizontal field of view in degrees", min=0, min_exclusive=True, max=179),
-        "supersample": Option(int, 2, "anti-aliasing factor of the colour rendering", min=1),
-        "shadows": Option(bool, True, "render shadows"),
-        "n_moving": Option(int, 2, "objects that move (dynamic scenes; at most 2 are used)", min=0),
-        "actor": Option(bool, True, "render the arm fixed to the camera (dynamic scenes)"),
-        "table_half": Option(float, 2.0, "half the side of the table, world units", min=0, min_exclusive=True),
-    },
-}
 
 # Layouts each synthetic kind can render (n3f.synthetic.scene_spec.KINDS).
 SYNTHETIC_LAYOUTS = {"static": ("object", "forward"), "dynamic": ("egocentric",)}
@@ -145,28 +98,119 @@ SFM_OPTIONS: dict[str, Option] = {
 }
 
 
+def _near_before_far(where: str, options: dict[str, Any]) -> None:
+    near, far = options.get("near"), options.get("far")
+    if near is not None and far is not None and far <= near:
+        raise N3FInputError(f"{where}.far: {far!r} must be greater than near ({near!r}).")
+
+
+def _layout_of_kind(where: str, options: dict[str, Any]) -> None:
+    layout, kind = options.get("layout"), options.get("kind", "static")
+    allowed = SYNTHETIC_LAYOUTS[kind]
+    if layout is not None and layout not in allowed:
+        raise N3FInputError(f"{where}.layout: {layout!r} is not available for kind {kind!r}; use one of {list(allowed)}.")
+
+
+def _one_frame_selection(where: str, frames: dict[str, Any]) -> None:
+    if frames.get("every") is not None and frames.get("target_count") is not None:
+        raise N3FInputError(f"{where}: give either 'every' or 'target_count', not both.")
+
+
+_SFM = Block(SFM_OPTIONS, "structure from motion (n3f sfm)")
+
+SOURCES: dict[str, Source] = {
+    "synthetic": Source(
+        "n3f.synthetic.make:import_synthetic",
+        {
+            "kind": Option(str, "static", "static (orbit or forward cameras) or dynamic (egocentric, objects move)",
+                           choices=("static", "dynamic")),
+            "n_frames": Option(int, None, "frames to render; null: 60 static, 80 dynamic", nullable=True, min=1),
+            "width": Option(int, 160, "image width in pixels", min=8),
+            "height": Option(int, 120, "image height in pixels", min=8),
+            "seed": Option(int, 0, "random seed of objects, textures and camera path"),
+            "layout": Option(str, None, "object or forward (static), egocentric (dynamic); null: the kind's first",
+                             nullable=True, choices=LAYOUTS),
+            "annotate_every": Option(int, 1, "keep masks of every k-th frame", min=1),
+            "n_objects": Option(int, 6, "objects on the table, the last a distractor twin of the first", min=2),
+            "fov_deg": Option(float, 60.0, "horizontal field of view in degrees", min=0, min_exclusive=True, max=179),
+            "supersample": Option(int, 2, "anti-aliasing factor of the colour rendering", min=1),
+            "shadows": Option(bool, True, "render shadows"),
+            "n_moving": Option(int, 2, "objects that move (dynamic scenes; at most 2 are used)", min=0),
+            "actor": Option(bool, True, "render the arm fixed to the camera (dynamic scenes)"),
+            "table_half": Option(float, 2.0, "half the side of the table, world units", min=0, min_exclusive=True),
+        },
+        needs_path=False,
+        rule=_layout_of_kind,
+    ),
+    "llff": Source(
+        "n3f.io.llff:load_llff",
+        {
+            "images": Option(str, "images", "image folder under path (images_4, images_8: LLFF's downsampled copies)"),
+            "masks": Option(str, None, "folder of binary foreground masks under path, same file stems and size as "
+                            "the images; imported as one object, 'foreground'", nullable=True),
+            "max_size": _max_size(),
+            "layout": _layout("forward"),
+            "n_frames": Option(int, None, "keep this many frames, evenly spread over the capture", nullable=True,
+                               min=1),
+        },
+    ),
+    "transforms": Source(
+        "n3f.io.transforms:load_transforms",
+        {
+            "max_size": _max_size(),
+            "layout": _layout("object"),
+            "near": Option(float, None, "near depth bound of every frame (world units); default from the camera "
+                           "spread", nullable=True, min=0, min_exclusive=True),
+            "far": Option(float, None, "far depth bound of every frame (world units); default from the camera "
+                          "spread", nullable=True, min=0, min_exclusive=True),
+        },
+        rule=_near_before_far,
+    ),
+    "colmap": Source(
+        "n3f.io.colmap:import_colmap",
+        {
+            "model": Option(str, "sparse/0", "sparse model folder under path (cameras/images/points3D .bin or .txt, "
+                            "or a sparse/ folder of numbered models: the largest is used)"),
+            "images": Option(str, "images", "image folder under path that the model's image names are relative to"),
+            "max_size": _max_size(),
+            "layout": _layout("object"),
+        },
+    ),
+    "epic": Source(
+        "n3f.io.epic:load_epic",
+        {
+            "video": Option(str, None, "sequence folder under path (e.g. P01_01); null: path is the sequence itself",
+                            nullable=True),
+            "max_size": _max_size(),
+            "annotations_dir": Option(str, "annotations", "folder of binary masks under the sequence, named like "
+                                      "the frames; imported as one object, 'foreground'"),
+        },
+    ),
+    "video": Source(
+        "n3f.io.colmap:import_sfm_model",
+        {"max_size": _max_size(), "layout": _layout("object")},
+        posed_by_sfm=True,
+        blocks={"frames": Block(FRAME_OPTIONS, "frame extraction (n3f frames)", _one_frame_selection), "sfm": _SFM},
+        hint=" Frame extraction options go under 'frames:', structure-from-motion options under 'sfm:'.",
+    ),
+    "images": Source(
+        "n3f.io.colmap:import_sfm_model",
+        {"max_size": _max_size(), "layout": _layout("object")},
+        posed_by_sfm=True,
+        blocks={"sfm": _SFM},
+        hint=" Structure-from-motion options go under 'sfm:'.",
+    ),
+}
+
+
+def source_names() -> tuple[str, ...]:
+    """The ``source:`` values a scene entry may name, in registry order."""
+    return tuple(SOURCES)
+
+
 def _entry_name(entry: Any) -> str:
     name = entry.get("name") if isinstance(entry, Mapping) else None
     return name if isinstance(name, str) and name else "?"
-
-
-def check_options(where: str, options: Any, spec: Mapping[str, Option], what: str, hint: str = "") -> dict[str, Any]:
-    """Check an options mapping against ``spec`` (unknown keys, types, ranges); return it as a dict.
-
-    ``where`` is the mapping's config key path (``scenes[fox].options``).
-    """
-    if options is None:
-        return {}
-    if not isinstance(options, Mapping):
-        raise N3FInputError(f"{where}: expected a mapping of option -> value, got {type(options).__name__} {options!r}.")
-    unknown = sorted(set(options) - set(spec), key=str)
-    if unknown:
-        raise N3FInputError(
-            f"{where}: option(s) {unknown} not understood by {what}; allowed: {sorted(spec)}.{hint}"
-        )
-    for key, value in options.items():
-        spec[key].check(f"{where}.{key}", value)
-    return dict(options)
 
 
 def check_scene_entry(entry: dict[str, Any]) -> None:
@@ -182,104 +226,48 @@ def check_scene_entry(entry: dict[str, Any]) -> None:
     if name == "?":
         raise N3FInputError(f"{where}: 'name' must be a non-empty string, got {entry.get('name')!r}.")
     source = entry.get("source")
-    if source not in SOURCES:
-        raise N3FInputError(f"{where}: unknown scene source '{source}'; use one of {SOURCES}.")
-    if source != "synthetic":
+    src = SOURCES.get(source) if isinstance(source, str) else None
+    if src is None:
+        raise N3FInputError(f"{where}: unknown scene source '{source}'; use one of {source_names()}.")
+    if src.needs_path:
         path = entry.get("path")
         if path is None:
             raise N3FInputError(f"{where}: source '{source}' needs a 'path' to the data.")
         if not isinstance(path, (str, Path)) or not str(path).strip():
             raise N3FInputError(f"{where}.path: {path!r} is not a valid value; expected a file or folder path.")
-    hint = ""
-    if source in ("video", "images"):
-        hint = (" Frame extraction options go under 'frames:', structure-from-motion options under 'sfm:'."
-                if source == "video" else " Structure-from-motion options go under 'sfm:'.")
-    options = check_options(f"{where}.options", entry.get("options"), OPTIONS[source],
-                            f"the '{source}' importer", hint)
-    if source == "transforms" and options.get("near") is not None and options.get("far") is not None:
-        if options["far"] <= options["near"]:
-            raise N3FInputError(
-                f"{where}.options.far: {options['far']!r} must be greater than near ({options['near']!r})."
-            )
-    if source == "synthetic" and options.get("layout") is not None:
-        kind = options.get("kind", "static")
-        if options["layout"] not in SYNTHETIC_LAYOUTS[kind]:
-            raise N3FInputError(
-                f"{where}.options.layout: {options['layout']!r} is not available for kind {kind!r}; "
-                f"use one of {list(SYNTHETIC_LAYOUTS[kind])}."
-            )
-    if source == "video" and "frames" in entry:
-        check_options(f"{where}.frames", entry["frames"], FRAME_OPTIONS, "frame extraction (n3f frames)")
-        frames = entry["frames"] or {}
-        if frames.get("every") is not None and frames.get("target_count") is not None:
-            raise N3FInputError(f"{where}.frames: give either 'every' or 'target_count', not both.")
-    if source in ("video", "images") and "sfm" in entry:
-        check_options(f"{where}.sfm", entry["sfm"], SFM_OPTIONS, "structure from motion (n3f sfm)")
+    options = check_options(f"{where}.options", entry.get("options"), src.options, f"the '{source}' importer", src.hint)
+    if src.rule is not None:
+        src.rule(f"{where}.options", options)
+    for key, block in src.blocks.items():
+        if key in entry:
+            values = check_options(f"{where}.{key}", entry[key], block.options, block.what)
+            if block.rule is not None:
+                block.rule(f"{where}.{key}", values)
 
 
-def _importer(source: str) -> Callable[..., SceneData]:
-    if source == "synthetic":
-        from n3f.synthetic import make_scene
-
-        return make_scene
-    if source == "llff":
-        from n3f.io.llff import load_llff
-
-        return load_llff
-    if source == "transforms":
-        from n3f.io.transforms import load_transforms
-
-        return load_transforms
-    if source in ("colmap", "video", "images"):
-        # video/images scenes reach this stage as a COLMAP model made by the sfm stage
-        from n3f.io.colmap import load_colmap
-
-        return load_colmap
-    if source == "epic":
-        from n3f.io.epic import load_epic
-
-        return load_epic
-    raise N3FInputError(f"unknown scene source '{source}'; use one of {SOURCES}.")
-
-
-def _call(fn: Callable[..., SceneData], scene_name: str, kwargs: dict[str, Any]) -> SceneData:
-    params = inspect.signature(fn).parameters
-    unknown = sorted(set(kwargs) - set(params))
-    if unknown:
-        allowed = sorted(p for p in params if p not in ("name",) and params[p].kind is not inspect.Parameter.VAR_KEYWORD)
-        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-            raise N3FInputError(
-                f"scene '{scene_name}': option(s) {unknown} not understood by {fn.__module__}.{fn.__name__}; "
-                f"allowed: {allowed}."
-            )
-    return fn(**kwargs)
-
-
-def build_scene(entry: dict[str, Any], *, colmap_model: str | Path | None = None, images_dir: str | Path | None = None) -> SceneData:
+def build_scene(
+    entry: dict[str, Any], *, colmap_model: str | Path | None = None, images_dir: str | Path | None = None
+) -> SceneData:
     """Import the scene described by one config entry.
 
     The entry is checked first (:func:`check_scene_entry`), so bad options fail
     before any data is read. ``colmap_model``/``images_dir`` are the sfm
-    stage's outputs for ``video`` and ``images`` sources.
+    stage's outputs for sources it poses (``video``, ``images``).
     """
     check_scene_entry(entry)
     name, source = entry["name"], entry["source"]
+    src = SOURCES[source]
     options = dict(entry.get("options") or {})
-    fn = _importer(source)
-    if source == "synthetic":
-        return _call(fn, name, {"name": name, **options})
-    if source in ("video", "images"):
+    path: Path | None = None
+    if src.posed_by_sfm:
         if colmap_model is None or images_dir is None:
             raise N3FInputError(f"scene '{name}': source '{source}' needs the sfm stage's model; run the pipeline.")
-        scene = _call(fn, name, {"model_dir": colmap_model, "images_dir": images_dir, "name": name, **options})
+        path, options["images"] = Path(colmap_model), images_dir
+    elif src.needs_path:
+        path = Path(entry["path"])
+        if not path.exists():
+            raise N3FInputError(f"scene '{name}': path {path} does not exist; fix 'path' in your config.")
+    scene = src.load()(path, name=name, **options)
+    if src.posed_by_sfm:  # the model is an intermediate of the pipeline; the store names the capture
         scene.source = source
-        return scene
-    path = Path(entry["path"])
-    if not path.exists():
-        raise N3FInputError(f"scene '{name}': path {path} does not exist; fix 'path' in your config.")
-    if source == "colmap":
-        model = path / options.pop("model", "sparse/0")
-        images = path / options.pop("images", "images")
-        return _call(fn, name, {"model_dir": model, "images_dir": images, "name": name, **options})
-    path_arg = "path" if source == "transforms" else "root"
-    return _call(fn, name, {"name": name, path_arg: path, **options})
+    return scene

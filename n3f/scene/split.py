@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from n3f.scene.data import Annotations
+from n3f.scene_data import Annotations
 
 
 def default_split(n_frames: int, annotations: Annotations | None, val_every: int = 8) -> dict[str, np.ndarray]:

@@ -15,14 +15,13 @@ Layout of ``results/<scene>/scene.zarr`` (see ``docs/scene_store.md``)::
     masks/modal      bool (M, K, H, W), one chunk per annotated frame
     masks/amodal     bool (M, K, H, W) where known
 
-Writes go to a temporary sibling folder (``<name>.partial-<pid>``) that is
-renamed into place only when complete, so a killed job never leaves a store
-that looks finished; the next write removes partial folders a killed one left.
+The store is written through :func:`n3f.atomic.atomic_dir`: it appears only
+when complete, so a killed job never leaves a store that looks finished.
 """
 
 from __future__ import annotations
 
-import sys
+import logging
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -33,9 +32,11 @@ import zarr
 from n3f.atomic import atomic_dir
 from n3f.errors import N3FInputError
 from n3f.io.checks import BOTTOM_ROW_TOLERANCE, check_bounds, check_intrinsics, check_rigid
-from n3f.scene.data import LAYOUTS, SPLIT_NAMES, SceneData
+from n3f.scene_data import LAYOUTS, SPLIT_NAMES, SceneData
 from n3f.scene.normalise import normalisation_for, apply_normalisation
 from n3f.scene.split import default_split
+
+log = logging.getLogger(__name__)
 
 FORMAT = "n3f.scene/1"
 
@@ -107,8 +108,7 @@ def write_scene(scene: SceneData, path: str | Path, *, normalise: bool = True, p
     timestamps = (
         np.arange(n, dtype=np.float64) if scene.timestamps is None else np.asarray(scene.timestamps, np.float64)
     )
-    # Built as <name>.partial-<pid> and renamed into place; partial folders of
-    # an earlier, killed import are removed first.
+    # atomic_dir also removes what an earlier, killed import left.
     with atomic_dir(path) as tmp:
         _write_arrays(scene, tmp, n, h, w, c2w_n, bounds_n, split, timestamps, centre, scale, progress)
     return path
@@ -126,7 +126,7 @@ def _write_arrays(scene, tmp, n, h, w, c2w_n, bounds_n, split, timestamps, centr
             )
         frames[i] = img
         if progress and (i % 50 == 49 or i == n - 1):
-            print(f"[scene {scene.name}] wrote {i + 1}/{n} frames", file=sys.stderr, flush=True)
+            log.info("scene '%s': wrote %d/%d frames", scene.name, i + 1, n)
     root.create_array("c2w", data=c2w_n)
     root.create_array("intrinsics", data=np.asarray(scene.intrinsics, np.float64))
     root.create_array("bounds", data=bounds_n)

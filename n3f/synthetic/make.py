@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from n3f.scene.data import Annotations, SceneData
+from n3f.scene_data import Annotations, SceneData
 from n3f.synthetic.render import frame_bounds, render_view
 from n3f.synthetic.scene_spec import ACTOR_NAME, GENERATOR_VERSION, SceneSpec, build_spec
 
@@ -73,6 +73,11 @@ def make_scene(
     """
     spec = build_spec(kind, n_frames, width, height, seed, layout, **kw)
     return scene_from_spec(name, spec, annotate_every=annotate_every)
+
+
+def import_synthetic(path: None = None, *, name: str, **options: Any) -> SceneData:
+    """The ``synthetic`` source: nothing is read, so ``path`` is unused; ``options`` go to :func:`make_scene`."""
+    return make_scene(name, **options)
 
 
 def scene_from_spec(name: str, spec: SceneSpec, annotate_every: int = 1) -> SceneData:

@@ -12,7 +12,7 @@ from pathlib import Path
 import imageio_ffmpeg
 import numpy as np
 
-from n3f.scene.data import SceneData
+from n3f.scene_data import SceneData
 
 
 def write_scene_video(scene: SceneData, path: str | Path, fps: int = 10, crf: int = 16) -> Path:

@@ -1,9 +1,9 @@
-"""In-memory description of a scene, the common output of every importer.
+"""In-memory description of a scene: what every importer produces and the store writes.
 
-Every importer (LLFF, transforms.json, COLMAP, EPIC-Diff, video + SfM,
-synthetic) produces a :class:`SceneData`; :func:`n3f.scene.store.write_scene`
-validates it and writes the canonical zarr store. Keeping one intermediate
-type means validation, normalisation and splitting are written once.
+Importers (:mod:`n3f.io`) and the synthetic renderer (:mod:`n3f.synthetic`)
+return a :class:`SceneData`; :func:`n3f.scene.store.write_scene` validates it
+and writes the canonical zarr store. This module sits below all three and
+imports only numpy, so a producer never imports the store (or another producer).
 
 Conventions (also documented in ``docs/scene_store.md``):
 

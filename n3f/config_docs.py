@@ -3,7 +3,7 @@
 Each setting is documented once, next to its definition: top-level and scene
 keys in the JSON schema's ``description``, training settings as attribute
 docstrings of their dataclasses, teacher settings on ``TeacherSettings``,
-importer options in the sources' option tables. This module renders them all
+importer options in the sources' registry (``n3f.scene.sources.SOURCES``). This module renders them all
 into ``config/README.md`` (``python -m n3f.config_docs > config/README.md``);
 a test fails when the file is out of date.
 """
@@ -92,7 +92,7 @@ def _options_table(options: dict[str, Any]) -> str:
 def render() -> str:
     """The whole reference, as Markdown."""
     from n3f.render.renderer import SamplerConfig
-    from n3f.scene.sources import FRAME_OPTIONS, OPTIONS, SFM_OPTIONS
+    from n3f.scene.sources import FRAME_OPTIONS, SFM_OPTIONS, SOURCES
     from n3f.teachers.settings import TeacherSettings
     from n3f.train.config import FIELD_DEFAULTS, TrainConfig
 
@@ -116,8 +116,8 @@ def render() -> str:
         "### Importer `options:` per source (`n3f/scene/sources.py`; checks in `docs/importers.md`)",
         "",
     ]
-    for source, options in OPTIONS.items():
-        out += [f"`source: {source}`", "", _options_table(options), ""]
+    for name, source in SOURCES.items():
+        out += [f"`source: {name}`", "", _options_table(source.options), ""]
     out += ["### `frames:` (video sources) and `sfm:` (video and images sources)", "",
             _options_table(FRAME_OPTIONS), "", _options_table(SFM_OPTIONS), ""]
     out += ["### `evaluation:` of a scene", "", _schema_rows(scene["evaluation"]["properties"]), "",

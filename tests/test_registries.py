@@ -30,9 +30,9 @@ def test_schema_teachers_are_the_teacher_registry():
 
 
 def test_schema_sources_are_the_source_registry():
-    from n3f.scene.sources import SOURCES
+    from n3f.scene.sources import source_names
 
-    assert SCHEMA["properties"]["scenes"]["items"]["properties"]["source"]["enum"] == list(SOURCES)
+    assert SCHEMA["properties"]["scenes"]["items"]["properties"]["source"]["enum"] == list(source_names())
 
 
 def test_cli_choices_come_from_the_registries():

@@ -1,4 +1,4 @@
-"""A cheap, deterministic stand-in teacher for tests and benchmarks: features from object masks.
+"""The mask teacher: a cheap, deterministic stand-in teacher for tests and benchmarks, features from object masks.
 
 Each pixel gets a fixed random unit vector for the object it sees (one more
 for "no object"), averaged over 8 x 8 patches and L2-normalised, written in the

@@ -222,13 +222,10 @@ def test_locality_leaves_a_far_look_alike_alone(tiny, tmp_path):
     control: it must select the look-alike too, else this case tests nothing.
     """
     import dataclasses
-    import shutil
-
-    import zarr
 
     from n3f.tasks.common import load_inputs
     from n3f.tasks.selection import object_queries
-    from n3f.teachers.mask import mask_feature_grid
+    from n3f.teachers.mask import write_mask_features
 
     st = SceneStore(tiny["scene"])
     names = st.object_names
@@ -236,11 +233,8 @@ def test_locality_leaves_a_far_look_alike_alone(tiny, tmp_path):
     codes = np.random.default_rng(0).standard_normal((len(names) + 1, 64))
     codes[names.index(twin)] = codes[names.index(query)]
     codes /= np.linalg.norm(codes, axis=1, keepdims=True)
-    features = tmp_path / "twins.zarr"
-    shutil.copytree(tiny["features"], features)
-    stored = zarr.open_group(str(features), mode="r+")["features"]
-    for i in range(st.n_frames):
-        stored[i] = mask_feature_grid(st.masks(i), codes, 4).astype(np.float16)
+    # written by the store writer, so its statistics match what training verifies
+    features = write_mask_features(tiny["scene"], tmp_path / "twins.zarr", patch=4, codes=codes)
     inputs = load_inputs(tiny["scene"], features, train_tiny(tiny["scene"], features, tmp_path, steps=200), "cpu")
 
     (local,), _ = object_queries(inputs, [query], locality=LOCALITY)

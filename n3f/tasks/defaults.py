@@ -1,6 +1,6 @@
 """Default thresholds of the task commands, in a module without torch so that ``n3f --help`` stays light.
 
-Chosen before looking at scores; what they were checked against is in
+Where each comes from (fixed in advance, or tuned on which scene) is in
 ``bench/NOTES.md`` ("Task selection defaults").
 """
 

@@ -178,7 +178,7 @@ def test_mask_features_use_the_store_writer(tmp_path):
     """The mask stand-in teacher is written like a real store: statistics, verified on open."""
     from n3f.scene.store import write_scene
     from n3f.synthetic import make_scene
-    from n3f.train.mask_features import write_mask_features
+    from n3f.teachers.mask import write_mask_features
 
     scene = write_scene(make_scene("masks", n_frames=3, width=32, height=24, seed=0), tmp_path / "s.zarr", progress=False)
     (tmp_path / "m.zarr.partial-999999").mkdir()

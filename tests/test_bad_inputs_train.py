@@ -20,7 +20,7 @@ import torch
 
 from n3f.scene import write_scene
 from n3f.train.checkpoint import CHECKPOINT
-from n3f.train.mask_features import write_mask_features
+from n3f.teachers.mask import write_mask_features
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {

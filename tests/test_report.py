@@ -19,8 +19,8 @@ import torch
 
 from n3f.errors import N3FInputError
 from n3f.scene import SceneStore
-from n3f.tasks.report import Evaluated, write_scene_report
-from n3f.tasks.tables import TASK_SCORES, retrieval_map, write_retrieval_tables, write_task_tables
+from n3f.reporting.report import Evaluated, write_scene_report
+from n3f.reporting.tables import TASK_SCORES, retrieval_map, write_retrieval_tables, write_task_tables
 from tests.test_tasks import make_tiny, train_tiny
 
 torch.set_num_threads(1)
@@ -33,7 +33,7 @@ def run(tmp_path_factory) -> dict[str, Path]:
     from n3f.tasks.amodal import evaluate_amodal
     from n3f.tasks.common import load_inputs
     from n3f.tasks.editing import evaluate_editing
-    from n3f.tasks.evaluate_retrieval import evaluate_retrieval, write_outputs
+    from n3f.tasks.retrieval import evaluate_retrieval, write_outputs
     from n3f.tasks.segment3d import evaluate_segment3d
 
     root = tmp_path_factory.mktemp("report")
@@ -58,7 +58,7 @@ def test_report_quotes_the_scores_the_stages_wrote(run):
     md_path = write_scene_report(run["scene"], [ev], run["report"])
     md = md_path.read_text()
     assert md.startswith("# Scene `tiny_tasks`")
-    assert not list(md_path.parent.glob("*.partial"))
+    assert not list(md_path.parent.glob("*.partial")) and not list(md_path.parent.rglob(".*.tmp-*"))
 
     # retrieval: the mAP row recomputed from the per-query rows, not read from retrieval.json
     rows = pd.read_csv(run["folder"] / "retrieval_rows.csv")

@@ -1,36 +1,13 @@
-"""Retrieval AP/mAP: checked against scikit-learn and on cases with known answers."""
+"""The retrieval protocol: per-query rows and their mAP on stores with known answers (AP itself: test_metrics.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.metrics import average_precision_score
 
+from n3f.metrics import mean_ap
 from n3f.scene import Annotations, SceneData, SceneStore, write_scene
-from n3f.tasks.retrieval import average_precision, mean_ap, retrieval_rows
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_ap_matches_sklearn_with_and_without_ties(seed):
-    rng = np.random.default_rng(seed)
-    labels = rng.random(500) < 0.2
-    continuous = rng.normal(size=500) + labels
-    tied = np.round(continuous * 2) / 2  # many ties, across positives and negatives
-    for scores in (continuous, tied):
-        assert average_precision(scores, labels) == pytest.approx(average_precision_score(labels, scores), abs=1e-12)
-
-
-def test_perfect_and_constant_rankings():
-    labels = np.zeros(100, bool)
-    labels[:30] = True
-    assert average_precision(labels.astype(float), labels) == pytest.approx(1.0)
-    # one tie group: AP equals the positive fraction
-    assert average_precision(np.zeros(100), labels) == pytest.approx(0.3)
-
-
-def test_no_positive_is_an_error():
-    with pytest.raises(ValueError):
-        average_precision(np.arange(3.0), np.zeros(3, bool))
+from n3f.tasks.retrieval import retrieval_rows
 
 
 def _store(tmp_path) -> SceneStore:
@@ -68,7 +45,7 @@ def test_perfect_features_give_map_one_and_hidden_object_is_skipped(tmp_path):
     skipped = rows[rows["ap"].isna()]
     assert list(zip(skipped["object"], skipped["gallery"])) == [("b", 3)]
     assert "not visible" in skipped["note"].iloc[0]
-    assert mean_ap(rows) == pytest.approx(1.0)
+    assert mean_ap(rows["ap"]) == pytest.approx(1.0)
 
 
 def test_constant_features_give_positive_fraction(tmp_path):
@@ -81,7 +58,7 @@ def test_constant_features_give_positive_fraction(tmp_path):
 def test_tables_regenerate_from_rows(tmp_path):
     import pandas as pd
 
-    from n3f.tasks.tables import write_retrieval_tables
+    from n3f.reporting.tables import write_retrieval_tables
 
     rows = pd.DataFrame(
         {

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from n3f.tasks.tables import write_task_tables
+from n3f.reporting.tables import write_task_tables
 
 
 def test_task_table_reads_scene_field_teacher_and_scores(tmp_path):

@@ -1,7 +1,8 @@
-"""3D segmentation, object removal and amodal segmentation: scoring functions and the three commands.
+"""3D segmentation, object removal and amodal segmentation: selection, task scores and the three commands.
 
-Scoring functions and the threshold calibration are checked on cases with a
-known answer (ground truth from the analytic renderer where it applies); the
+Selection, the threshold calibration and the task scores are checked on cases
+with a known answer (ground truth from the analytic renderer where it applies;
+the metrics themselves are in test_metrics.py); the
 commands run end to end on a tiny synthetic scene with a briefly trained field
 (quality is not asserted there - only that every output is written, well
 formed and consistent with the per-frame rows).
@@ -17,12 +18,13 @@ import numpy as np
 import pytest
 import torch
 
+from n3f.metrics import PSNR_CAP, psnr
 from n3f.scene import SceneStore, write_scene
-from n3f.tasks.amodal import amodal_scores, best_threshold_iou, iou
-from n3f.tasks.common import gt_surface_points, gt_view, object_primitive, to_world, write_ply
-from n3f.tasks.editing import PSNR_CAP, edit_scores, psnr
-from n3f.tasks.segment3d import segmentation_precision_recall
-from n3f.tasks.selection import LOCALITY, Region, calibrate_threshold, feature_modifier
+from n3f.tasks.amodal import amodal_scores
+from n3f.tasks.common import gt_surface_points, gt_view, object_primitive, to_world, write_ply, write_png
+from n3f.tasks.defaults import LOCALITY
+from n3f.tasks.editing import edit_scores
+from n3f.tasks.selection import Region, calibrate_threshold, feature_modifier
 
 torch.set_num_threads(1)
 
@@ -30,7 +32,7 @@ torch.set_num_threads(1)
 def make_tiny(root: Path) -> dict[str, Path]:
     """A 10-frame 32 x 24 synthetic scene and its mask-derived teacher features (shared with test_report)."""
     from n3f.synthetic import make_scene
-    from n3f.train.mask_features import write_mask_features
+    from n3f.teachers.mask import write_mask_features
 
     scene = write_scene(make_scene("tiny_tasks", kind="static", n_frames=10, width=32, height=24, seed=1),
                         root / "scene.zarr", progress=False)
@@ -53,43 +55,7 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
     return make_tiny(tmp_path_factory.mktemp("tasks"))
 
 
-# -- scoring functions -------------------------------------------------------
-def test_precision_recall_known_answers():
-    rng = np.random.default_rng(0)
-    surface = rng.uniform(-1, 1, (200, 3))
-    perfect = segmentation_precision_recall(surface, np.zeros(200, bool), surface, 0.01)
-    assert perfect["precision"] == 1.0 and perfect["recall"] == 1.0 and perfect["f1"] == 1.0
-    far = surface + 10.0
-    wrong = segmentation_precision_recall(far, np.zeros(200, bool), surface, 0.01)
-    assert wrong["precision"] == 0.0 and wrong["recall"] == 0.0
-    # inside the volume counts as correct even far from the visible surface; half the surface covered
-    half = segmentation_precision_recall(surface[:100], np.ones(100, bool), surface, 1e-6)
-    assert half["precision"] == 1.0 and half["recall"] == pytest.approx(0.5)
-    none = segmentation_precision_recall(np.zeros((0, 3)), np.zeros(0, bool), surface, 0.01)
-    assert np.isnan(none["precision"]) and none["recall"] == 0.0
-
-
-def test_psnr_and_iou_known_answers():
-    a = np.zeros((4, 5, 3))
-    assert psnr(a, a) == PSNR_CAP
-    assert psnr(a, a + 0.1) == pytest.approx(20.0)
-    assert psnr(np.zeros((4, 5, 3), np.uint8), np.full((4, 5, 3), 255, np.uint8)) == pytest.approx(0.0)
-    mask = np.zeros((4, 5), bool)
-    mask[:2] = True
-    b = a.copy()
-    b[2:] = 1.0  # differs only outside the mask
-    assert psnr(a, b, mask) == PSNR_CAP and psnr(a, b) < 10
-    assert np.isnan(psnr(a, b, np.zeros((4, 5), bool)))
-
-    m = np.zeros((6, 6), bool)
-    m[:3] = True
-    assert iou(m, m) == 1.0 and iou(m, ~m) == 0.0
-    assert iou(m, np.ones_like(m)) == pytest.approx(0.5)
-    dist = np.where(m, 0.1, 0.9)
-    best, thr = best_threshold_iou(dist, m)
-    assert best == 1.0 and 0.1 < thr <= 0.9
-
-
+# -- selection and task scores ---------------------------------------------
 def test_feature_modifier_keeps_or_removes_matches():
     desc = np.array([1.0, 0.0, 0.0], np.float32)
     feats = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 1.0, 0.0]])
@@ -218,6 +184,31 @@ def test_write_ply_roundtrip(tmp_path):
     write_ply(tmp_path / "p.ply", pts, np.full((4, 3), 0.5))
     v = PlyData.read(str(tmp_path / "p.ply"))["vertex"]
     assert np.allclose(np.stack([v["x"], v["y"], v["z"]], 1), pts) and (v["red"] == 128).all()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.ply"]  # written in place, no temporary left
+
+
+def test_write_png_roundtrip(tmp_path):
+    from PIL import Image
+
+    img = np.linspace(0.0, 1.0, 4 * 5 * 3).reshape(4, 5, 3)
+    write_png(tmp_path / "sub" / "a.png", img)
+    back = np.asarray(Image.open(tmp_path / "sub" / "a.png"))
+    assert back.dtype == np.uint8 and np.array_equal(back, np.round(img * 255).astype(np.uint8))
+    write_png(tmp_path / "sub" / "a.png", back)  # uint8 as it is, over the old file
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "sub" / "a.png")), back)
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["a.png"]
+
+
+def test_help_does_not_import_torch():
+    """The task commands' defaults come from n3f.tasks.defaults, so building the parsers stays light."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom n3f.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0, result.stderr
 
 
 # -- end to end ----------------------------------------------------------------
@@ -231,13 +222,10 @@ def test_locality_leaves_a_far_look_alike_alone(tiny, tmp_path):
     control: it must select the look-alike too, else this case tests nothing.
     """
     import dataclasses
-    import shutil
-
-    import zarr
 
     from n3f.tasks.common import load_inputs
     from n3f.tasks.selection import object_queries
-    from n3f.train.mask_features import mask_feature_grid
+    from n3f.teachers.mask import write_mask_features
 
     st = SceneStore(tiny["scene"])
     names = st.object_names
@@ -245,11 +233,8 @@ def test_locality_leaves_a_far_look_alike_alone(tiny, tmp_path):
     codes = np.random.default_rng(0).standard_normal((len(names) + 1, 64))
     codes[names.index(twin)] = codes[names.index(query)]
     codes /= np.linalg.norm(codes, axis=1, keepdims=True)
-    features = tmp_path / "twins.zarr"
-    shutil.copytree(tiny["features"], features)
-    stored = zarr.open_group(str(features), mode="r+")["features"]
-    for i in range(st.n_frames):
-        stored[i] = mask_feature_grid(st.masks(i), codes, 4).astype(np.float16)
+    # written by the store writer, so its statistics match what training verifies
+    features = write_mask_features(tiny["scene"], tmp_path / "twins.zarr", patch=4, codes=codes)
     inputs = load_inputs(tiny["scene"], features, train_tiny(tiny["scene"], features, tmp_path, steps=200), "cpu")
 
     (local,), _ = object_queries(inputs, [query], locality=LOCALITY)
@@ -294,7 +279,7 @@ def test_commands_write_scores_and_figures(tiny, tmp_path):
         summary = json.loads((out / f"{name}.json").read_text())
         assert summary["task"] == name and len(summary["objects"]) == 2
         assert summary["selection"] == {**summary["selection"], "mode": "features+locality", "locality": LOCALITY}
-        assert not list(out.glob(".*partial*"))
+        assert not list(out.glob(".*partial*")) and not list(out.glob(".*.tmp-*"))  # no temporary left
         scored = [r for r in summary["objects"] if "note" not in r]
         assert scored, summary
         assert all(r["region"]["margin"] == LOCALITY for r in scored)

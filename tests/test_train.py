@@ -25,7 +25,7 @@ from n3f.errors import N3FInputError
 from n3f.render import load_renderer
 from n3f.scene import SceneStore, write_scene
 from n3f.train import TrainConfig, distill, pretrain_rgb
-from n3f.train.mask_features import write_mask_features
+from n3f.teachers.mask import write_mask_features
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""``n3f eval-retrieval``: teacher vs N3F object retrieval on one scene."""
+"""``n3f eval-retrieval`` (teacher vs N3F object retrieval on one scene), ``n3f report``, ``n3f tables``, ``n3f task-tables``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 
 
 def run_retrieval(args: argparse.Namespace) -> None:
-    from n3f.tasks.evaluate_retrieval import evaluate_retrieval, write_outputs
+    from n3f.tasks.retrieval import evaluate_retrieval, write_outputs
 
     rows, summary = evaluate_retrieval(
         args.scene, args.features, args.model, teacher=args.teacher, sampling=args.sampling, device=args.device,
@@ -20,7 +20,7 @@ def run_retrieval(args: argparse.Namespace) -> None:
 
 
 def run_tables(args: argparse.Namespace) -> None:
-    from n3f.tasks.tables import write_retrieval_tables
+    from n3f.reporting.tables import write_retrieval_tables
 
     write_retrieval_tables(args.rows, args.csv, args.md)
 
@@ -28,7 +28,7 @@ def run_tables(args: argparse.Namespace) -> None:
 def run_report(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from n3f.tasks.report import Evaluated, write_scene_report
+    from n3f.reporting.report import Evaluated, write_scene_report
 
     evaluated = []
     for spec in args.evaluated:
@@ -38,7 +38,7 @@ def run_report(args: argparse.Namespace) -> None:
 
 
 def run_task_tables(args: argparse.Namespace) -> None:
-    from n3f.tasks.tables import write_task_tables
+    from n3f.reporting.tables import write_task_tables
 
     write_task_tables(args.json, args.csv, args.md)
 

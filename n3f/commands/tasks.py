@@ -63,7 +63,7 @@ def _positive(text: str) -> float:
 
 
 def _common(p: argparse.ArgumentParser, max_frames: int) -> None:
-    from n3f.tasks.selection import DENSITY_THRESHOLD, FEATURE_THRESHOLD, LOCALITY
+    from n3f.tasks.defaults import DENSITY_THRESHOLD, FEATURE_THRESHOLD, LOCALITY
 
     p.add_argument("--scene", required=True, help="synthetic scene store (needs attrs geometry/synthetic)")
     p.add_argument("--features", required=True, help="teacher feature store")
@@ -90,8 +90,7 @@ def _common(p: argparse.ArgumentParser, max_frames: int) -> None:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from n3f.tasks.common import OPACITY_THRESHOLD
-    from n3f.tasks.segment3d import TOLERANCE
+    from n3f.tasks.defaults import OPACITY_THRESHOLD, TOLERANCE
 
     p = sub.add_parser("eval-segment3d", help="3D segmentation by feature matching: precision/recall vs geometry")
     _common(p, 4)

@@ -30,45 +30,22 @@ where the object is occluded (amodal area > ``1.05`` x modal area).
 
 from __future__ import annotations
 
-import sys
+import logging
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
-from n3f.tasks.retrieval import cosine_distance_map
-from n3f.tasks.common import OPACITY_THRESHOLD, Inputs, eval_frames, means, write_json, write_png
-from n3f.tasks.selection import (
-    AUTO,
-    DENSITY_THRESHOLD,
-    FEATURE_THRESHOLD,
-    LOCALITY,
-    descriptor,
-    object_queries,
-    selection_info,
-)
+from n3f.metrics import best_threshold_iou, iou
+from n3f.tasks.common import Inputs, eval_frames, means, write_json, write_png
+from n3f.tasks.defaults import DENSITY_THRESHOLD, FEATURE_THRESHOLD, LOCALITY, OPACITY_THRESHOLD
+from n3f.tasks.descriptors import cosine_distance_map
+from n3f.tasks.selection import AUTO, descriptor, object_queries, selection_info
+
+log = logging.getLogger(__name__)
 
 BASELINE_GRID = tuple(np.round(np.arange(0.05, 1.0001, 0.05), 2))
 OCCLUDED_RATIO = 1.05
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two boolean masks; 1 when both are empty."""
-    a, b = np.asarray(a, bool), np.asarray(b, bool)
-    union = np.logical_or(a, b).sum()
-    if union == 0:
-        return 1.0
-    return float(np.logical_and(a, b).sum() / union)
-
-
-def best_threshold_iou(distance: np.ndarray, target: np.ndarray, grid: Iterable[float] = BASELINE_GRID) -> tuple[float, float]:
-    """(best IoU, its threshold) of ``distance < threshold`` against ``target`` over ``grid``."""
-    best = (-1.0, float("nan"))
-    for thr in grid:
-        score = iou(distance < thr, target)
-        if score > best[0]:
-            best = (score, float(thr))
-    return best
 
 
 def amodal_scores(opacity: np.ndarray, teacher_distance: np.ndarray, amodal: np.ndarray, modal: np.ndarray,
@@ -84,7 +61,7 @@ def amodal_scores(opacity: np.ndarray, teacher_distance: np.ndarray, amodal: np.
     pred = opacity >= opacity_threshold
     # ranking pixels by opacity gives N3F the same per-frame oracle threshold as the teacher, for reference
     best_n3f, thr_n3f = best_threshold_iou(1.0 - opacity, amodal, [1.0 - t for t in BASELINE_GRID])
-    best_t, thr_t = best_threshold_iou(teacher_distance, amodal)
+    best_t, thr_t = best_threshold_iou(teacher_distance, amodal, BASELINE_GRID)
     return {
         "occluded": bool(amodal.sum() > OCCLUDED_RATIO * modal.sum()),
         "iou_n3f": iou(pred, amodal),
@@ -145,8 +122,7 @@ def evaluate_amodal(
         occ = {f"occluded_{k2[5:]}": v for k2, v in means([p for p in per_frame if p["occluded"]], keys).items()}
         rows.append({**oq.row(), **avg, **occ, "frames": per_frame})
         if per_frame:
-            print(f"[amodal] {obj}: IoU N3F {avg['iou_n3f']:.3f}, teacher (best threshold) "
-                  f"{avg['iou_teacher_best']:.3f}", file=sys.stderr)
+            log.info("%s: IoU N3F %.3f, teacher (best threshold) %.3f", obj, avg["iou_n3f"], avg["iou_teacher_best"])
     keys = ("iou_n3f", "iou_n3f_best", "iou_teacher_best", "iou_modal_oracle", "occluded_iou_n3f",
             "occluded_iou_teacher_best", "occluded_iou_modal_oracle")
     summary = {

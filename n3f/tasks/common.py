@@ -4,25 +4,25 @@ Loading (scene, teacher features, trained renderer, with a render cache), the
 choice of query and evaluation frames, analytic ground truth (geometry,
 re-renders without an object, visible surface points) and atomic writers.
 How the field's samples are *selected* for an object lives in
-:mod:`n3f.tasks.selection`; each task module only scores.
+:mod:`n3f.tasks.selection`; the scores themselves in :mod:`n3f.metrics`.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import sys
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
-import torch
 
+from n3f.atomic import atomic_write, atomic_write_text
 from n3f.errors import N3FInputError
 from n3f.scene.store import SceneStore
+from n3f.tasks.retrieval import retrieval_objects
 
-OPACITY_THRESHOLD = 0.5
+log = logging.getLogger(__name__)
 
 
 def require_synthetic(store: SceneStore) -> None:
@@ -38,8 +38,6 @@ def require_synthetic(store: SceneStore) -> None:
 
 def task_objects(store: SceneStore, objects: Iterable[str] | None = None) -> list[str]:
     """Objects scored: every annotated object except camera-anchored actors (as retrieval), optionally restricted."""
-    from n3f.tasks.evaluate_retrieval import retrieval_objects
-
     names = retrieval_objects(store)
     if objects:
         unknown = [o for o in objects if o not in store.object_names]
@@ -88,7 +86,7 @@ class Inputs:
             self._rendered[frame] = self.renderer.render_frame(
                 self.store, frame, chunk=self.chunk, outputs=("rgb", "features")
             )
-            print(f"[tasks] rendered frame {frame}", file=sys.stderr, flush=True)
+            log.info("rendered frame %d", frame)
         return self._rendered[frame]
 
     def teacher(self, frame: int) -> np.ndarray:
@@ -99,6 +97,8 @@ class Inputs:
 
 def load_inputs(scene: str | Path, features: str | Path | None, model: str | Path, device: str | None = None,
                 chunk: int | None = None) -> Inputs:
+    """The scene (synthetic, annotated), its teacher features (optional) and the renderer on ``device`` (None: auto)."""
+    from n3f.device import resolve_device
     from n3f.features.store import FeatureStore
     from n3f.render.model_io import load_renderer
 
@@ -111,8 +111,7 @@ def load_inputs(scene: str | Path, features: str | Path | None, model: str | Pat
             raise N3FInputError(
                 f"{features} has {feats.n_frames} frames but {scene} has {store.n_frames}; rerun teacher_features."
             )
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return Inputs(store, feats, load_renderer(model, device), chunk)
+    return Inputs(store, feats, load_renderer(model, resolve_device(device or None)), chunk)
 
 
 def object_primitive(store: SceneStore, obj: str, frame: int):
@@ -169,14 +168,6 @@ def gt_surface_points(store: SceneStore, frame: int, mask: np.ndarray, view: dic
     return store.to_normalised(world)
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _json_default(o: Any) -> Any:
     if isinstance(o, np.generic):
         return o.item()
@@ -200,24 +191,19 @@ def write_json(path: str | Path, data: dict[str, Any]) -> None:
 
 
 def write_png(path: str | Path, image: np.ndarray) -> None:
+    """PNG of a uint8 image, or of a float one in [0, 1] (clipped, rounded to uint8), written atomically."""
     from PIL import Image
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     img = np.asarray(image)
     if img.dtype != np.uint8:
         img = np.round(np.clip(img, 0.0, 1.0) * 255).astype(np.uint8)
-    tmp = path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
-    Image.fromarray(img).save(tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda fh: Image.fromarray(img).save(fh, format="PNG"))
 
 
 def write_ply(path: str | Path, points: np.ndarray, colors: np.ndarray | None = None) -> None:
-    """Binary little-endian PLY of points (float32 x, y, z) with optional uint8 colours (via plyfile)."""
+    """Binary little-endian PLY of points (float32 x, y, z) with optional uint8 colours (via plyfile), atomically."""
     from plyfile import PlyData, PlyElement
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     pts = np.asarray(points, np.float32).reshape(-1, 3)
     fields = [("x", "f4"), ("y", "f4"), ("z", "f4")]
     if colors is not None:
@@ -229,9 +215,8 @@ def write_ply(path: str | Path, points: np.ndarray, colors: np.ndarray | None = 
         if c.dtype != np.uint8:
             c = np.round(np.clip(c, 0.0, 1.0) * 255).astype(np.uint8)
         data["red"], data["green"], data["blue"] = c.reshape(-1, 3).T
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    PlyData([PlyElement.describe(data, "vertex")]).write(str(tmp))
-    os.replace(tmp, path)
+    ply = PlyData([PlyElement.describe(data, "vertex")])
+    atomic_write(path, ply.write)
 
 
 def means(rows: list[dict], keys: Iterable[str]) -> dict[str, float]:

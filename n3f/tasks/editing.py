@@ -31,49 +31,28 @@ as the object's region is right; the whole-image ``psnr_edited`` against
 also charges the object's own shadow, which the ground truth drops and a
 removal by density keeps.)
 
-PSNR of identical images is infinite; it is capped at ``PSNR_CAP`` (100 dB).
+PSNR of identical images is infinite; it is capped at
+:data:`n3f.metrics.PSNR_CAP` (100 dB).
 Figures: ``edit_<object>_f<frame>.png`` = [input frame | unedited render |
 edited render | ground truth without the object]; ``before``/``after`` PNGs too.
 """
 
 from __future__ import annotations
 
-import sys
+import logging
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
+from n3f.metrics import PSNR_CAP, psnr, to_unit_float
 from n3f.tasks.common import Inputs, eval_frames, gt_view, means, write_json, write_png
-from n3f.tasks.selection import AUTO, DENSITY_THRESHOLD, FEATURE_THRESHOLD, LOCALITY, object_queries, selection_info
+from n3f.tasks.defaults import DENSITY_THRESHOLD, FEATURE_THRESHOLD, LOCALITY
+from n3f.tasks.selection import AUTO, object_queries, selection_info
 
-PSNR_CAP = 100.0
+log = logging.getLogger(__name__)
+
 SCORES = ("psnr_edited", "psnr_unedited", "masked_psnr_edited", "masked_psnr_unedited", "masked_psnr_reconstruction")
-
-
-def _float01(img: np.ndarray) -> np.ndarray:
-    img = np.asarray(img)
-    return img.astype(np.float64) / 255.0 if img.dtype == np.uint8 else img.astype(np.float64)
-
-
-def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None, cap: float = PSNR_CAP) -> float:
-    """PSNR (dB, peak 1) of two images (uint8 or float in [0, 1]), optionally inside ``mask`` (H, W).
-
-    Identical images give ``cap``; an empty mask gives NaN.
-    """
-    a, b = _float01(a), _float01(b)
-    if a.shape != b.shape:
-        raise ValueError(f"image shapes differ: {a.shape} vs {b.shape}")
-    diff = (a - b) ** 2
-    if mask is not None:
-        mask = np.asarray(mask, bool)
-        if not mask.any():
-            return float("nan")
-        diff = diff[mask]
-    mse = float(diff.mean())
-    if mse <= 10 ** (-cap / 10):
-        return float(cap)
-    return float(-10.0 * np.log10(mse))
 
 
 def edit_scores(unedited: np.ndarray, edited: np.ndarray, removed: np.ndarray, original: np.ndarray,
@@ -125,13 +104,13 @@ def evaluate_editing(
             per_frame.append({"frame": f, **edit_scores(before, after, gt, st.frame(f), amodal)})
             write_png(out_dir / f"before_{obj}_f{f}.png", before)
             write_png(out_dir / f"after_{obj}_f{f}.png", after)
-            strip = np.concatenate([_float01(st.frame(f)), _float01(before), _float01(after), _float01(gt)], axis=1)
+            strip = np.concatenate([to_unit_float(im) for im in (st.frame(f), before, after, gt)], axis=1)
             write_png(out_dir / f"edit_{obj}_f{f}.png", strip)
         avg = {k2[5:]: v for k2, v in means(per_frame, SCORES).items()}
         rows.append({**oq.row(), **avg, "frames": per_frame})
         if per_frame:
-            print(f"[edit] {obj}: masked PSNR {avg['masked_psnr_edited']:.2f} dB edited vs "
-                  f"{avg['masked_psnr_unedited']:.2f} unedited", file=sys.stderr)
+            log.info("%s: masked PSNR %.2f dB edited vs %.2f unedited", obj, avg["masked_psnr_edited"],
+                     avg["masked_psnr_unedited"])
     summary = {
         "task": "edit",
         "scene": st.name,

@@ -27,25 +27,22 @@ Scores (synthetic scenes only, everything in the store's normalised frame;
   selected point within ``tolerance``.
 
 The feature-distance threshold is calibrated per object on its query frame
-(:func:`n3f.tasks.selection.calibrate_on_query`): a fixed 0.3 chosen on a
-mask-derived toy teacher selected far too much with DINOv2 features
-(precision 0.14 on toy_static). The other thresholds are fixed defaults
-chosen before looking at scores (density 0.1 per normalised unit; opacity
-0.5; tolerance 0.03 ~ 1.5 pixels at 64 x 48 and the scene's typical viewing
-distance). A sweep over feature thresholds is reported alongside (``sweep``)
-for reference only; the headline scores use the object's threshold.
+(:func:`n3f.tasks.selection.calibrate_on_query`); the other thresholds are the
+fixed defaults of :mod:`n3f.tasks.defaults`. A sweep over feature thresholds
+is reported alongside (``sweep``) for reference only; the headline scores use
+the object's threshold.
 """
 
 from __future__ import annotations
 
-import sys
+import logging
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
+from n3f.metrics import segmentation_precision_recall
 from n3f.tasks.common import (
-    OPACITY_THRESHOLD,
     Inputs,
     eval_frames,
     gt_surface_points,
@@ -56,52 +53,12 @@ from n3f.tasks.common import (
     write_json,
     write_ply,
 )
-from n3f.tasks.selection import (
-    AUTO,
-    DENSITY_THRESHOLD,
-    FEATURE_THRESHOLD,
-    LOCALITY,
-    object_queries,
-    selection_info,
-    surface_points,
-)
+from n3f.tasks.defaults import DENSITY_THRESHOLD, FEATURE_THRESHOLD, LOCALITY, OPACITY_THRESHOLD, TOLERANCE
+from n3f.tasks.selection import AUTO, object_queries, selection_info, surface_points
 
-TOLERANCE = 0.03
+log = logging.getLogger(__name__)
+
 SWEEP = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
-
-
-# ---------------------------------------------------------------------------
-# scoring
-# ---------------------------------------------------------------------------
-def segmentation_precision_recall(
-    selected: np.ndarray, inside: np.ndarray, gt_surface: np.ndarray, tolerance: float
-) -> dict[str, float]:
-    """Precision/recall of selected 3D points against an object.
-
-    ``selected`` (P, 3) points; ``inside`` (P,) bool: the point is inside the
-    object's volume (analytic test); ``gt_surface`` (G, 3) the object's
-    visible surface points. A selected point counts as correct when inside or
-    within ``tolerance`` of a surface point; a surface point is recalled when a
-    selected point lies within ``tolerance``. Precision is NaN without a
-    selection, recall NaN without surface points.
-    """
-    from scipy.spatial import cKDTree
-
-    selected = np.asarray(selected, np.float64).reshape(-1, 3)
-    gt_surface = np.asarray(gt_surface, np.float64).reshape(-1, 3)
-    inside = np.asarray(inside, bool).reshape(-1)
-    out = {"n_selected": int(len(selected)), "n_surface": int(len(gt_surface))}
-    if len(selected) == 0:
-        out.update(precision=float("nan"), recall=0.0 if len(gt_surface) else float("nan"))
-    elif len(gt_surface) == 0:
-        out.update(precision=float(inside.mean()), recall=float("nan"))
-    else:
-        near_gt = cKDTree(gt_surface).query(selected, k=1, distance_upper_bound=tolerance)[0] <= tolerance
-        near_sel = cKDTree(selected).query(gt_surface, k=1, distance_upper_bound=tolerance)[0] <= tolerance
-        out.update(precision=float((inside | near_gt).mean()), recall=float(near_sel.mean()))
-    p, r = out["precision"], out["recall"]
-    out["f1"] = float(2 * p * r / (p + r)) if np.isfinite(p) and np.isfinite(r) and p + r > 0 else float("nan")
-    return out
 
 
 def evaluate_segment3d(
@@ -148,7 +105,7 @@ def evaluate_segment3d(
         highlight[sel] = 0.3 * highlight[sel] + 0.7 * np.array([1.0, 0.0, 0.0])
         write_ply(out_dir / f"segment3d_{obj}_highlight.ply", cloud.points, highlight)
         rows.append({**oq.row(), **score, "sweep": sweep})
-        print(f"[segment3d] {obj}: precision {score['precision']:.3f} recall {score['recall']:.3f}", file=sys.stderr)
+        log.info("%s: precision %.3f recall %.3f", obj, score["precision"], score["recall"])
     scale = float(st.attrs["normalisation"]["scale"])
     summary = {
         "task": "segment3d",

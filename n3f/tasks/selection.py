@@ -1,78 +1,49 @@
-"""Selecting an object's 3D samples in the field: its descriptor, feature threshold and density modifier.
+"""Selecting an object's 3D samples in the field: its descriptor, feature threshold, region and density modifier.
 
-All three tasks (3D segmentation, object removal, amodal segmentation) pick
-the field's samples whose *per-sample* feature lies within a cosine distance
-of the object's descriptor. This module is the one place where that selection
-is defined, so the tasks cannot drift apart:
+The three tasks (3D segmentation, object removal, amodal segmentation) select
+samples by this module's rule only, so they cannot drift apart:
 
-* Descriptor: the user marks the object in one *query frame*; the descriptor
-  is the mean of the L2-normalised features inside its modal mask
-  (:func:`n3f.tasks.retrieval.query_descriptor`), from N3F's rendered features
-  (``source="n3f"``, default) or the teacher's upsampled 2D features.
-* Threshold: calibrated per object on the query frame, on the same kind of
-  feature it is applied to. Selection thresholds raw per-point outputs of the
-  feature head; a rendered pixel feature is a weighted average of them along
-  the ray, so a threshold fitted to rendered features does not transfer
-  (calibrated on rendered features, removal on toy_static changed the masked
-  PSNR by 0.002 dB: it selected almost no sample). The calibration therefore
-  back-projects every confidently opaque pixel of the query frame to its
-  rendered depth, queries the field there (the surface points that
-  compositing weights most) and keeps the points with significant density.
-  Points of pixels inside the (eroded) query mask are the object, points of
-  pixels outside the (dilated) mask are not; the one-pixel ring between is
-  ignored (mixed pixels, depths between two surfaces). The threshold is the
-  one whose selection best matches that labelling (IoU over ``CALIBRATION_GRID``),
-  i.e. it uses nothing but the query mask a user gives.
-* Locality (default on; ``locality=None`` / ``--no-locality`` turns it off):
-  a sample can only match inside a 3D region around the object the user
-  marked, a :class:`Region`: every point within ``locality`` (normalised scene
-  units, ``LOCALITY``) of the query frame's object surface points (the points
-  of the eroded query mask above, dense, minus stray points). The paper's
-  selection is features-only, which removes or keeps *everything* that looks
-  like the query: with DINOv2 on toy_static the calibrated threshold removed
-  every object and the shadows along with the query object (whole-image PSNR
-  of the edit 17.05 dB, below the unedited 21.61), and a twin of the object
-  anywhere in the scene always goes with it - no threshold can tell identical
-  features apart. Inside the region the features only have to separate the
-  object from its surroundings, which they do far better, so the calibration
-  also counts only the background points inside the region. The margin is a
-  dilation, not a tight fit, because the region is built from one view's
-  visible surface while other views (removal) and amodal segmentation need
-  the object's hidden side too, which lies within about the object's size
-  of the visible surface. On toy_static (objects 0.05-0.09 normalised units
-  in radius), the query frame's visible points dilated by 0.1 covered 71-95%
-  of each object's surface, by 0.15 92-100%; 0.15 also reaches up to half of
-  a close neighbour's surface, where the features have to decide. Removal
-  scored best at 0.15 of 0.1 / 0.15 / 0.2 (masked PSNR 15.4 / 19.2 / 17.9 dB,
-  two frames per object), measured on that same scene, so ``LOCALITY`` is tuned on it; other scales
-  of objects want another ``--locality``.
-* Modifier: the renderer's density hook; a sample matches when its feature is
-  within the threshold, its density exceeds ``density_threshold`` (the
-  feature head is only supervised where density is, so features in empty space
-  are arbitrary and must not decide anything) and, with locality, it lies in
-  the object's region. :meth:`ObjectQuery.matches` is that rule for any
-  points (3D segmentation applies it to back-projected surface points).
+* Descriptor: the mean L2-normalised feature inside the object's modal mask in
+  one *query frame*, from N3F's rendered features (``source="n3f"``) or the
+  teacher's upsampled 2D features.
+* Threshold: calibrated per object on the query frame, on the kind of feature
+  it is applied to: raw per-sample outputs of the feature head at the frame's
+  rendered surface points (a rendered pixel feature is an average along the
+  ray, so its threshold would not transfer). Points of the eroded mask are the
+  object, points outside the dilated mask are not; the threshold maximises the
+  IoU of that labelling, so it uses nothing but the mask a user gives.
+* Locality (default; ``locality=None`` / ``--no-locality`` turns it off): a
+  sample can only match within ``locality`` of the query frame's object
+  surface points (a :class:`Region`), so look-alikes elsewhere are left alone,
+  which the paper's features-only selection cannot do. The margin is a
+  dilation, not a tight fit, so that it also covers the object's hidden side.
+* Rule: feature within the threshold, density above ``density_threshold``
+  (features in empty space are unsupervised) and, with locality, inside the
+  region; :meth:`ObjectQuery.modifier` applies it in the renderer,
+  :meth:`ObjectQuery.matches` to given points.
+
+The measurements behind these choices are in ``bench/NOTES.md`` ("Task selection defaults").
 """
 
 from __future__ import annotations
 
-import sys
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
 
-from n3f.tasks.common import OPACITY_THRESHOLD, Inputs, query_frame, task_objects
-from n3f.tasks.retrieval import _normalise, query_descriptor
+from n3f.metrics import best_threshold_iou
+from n3f.tasks.common import Inputs, query_frame, task_objects
+from n3f.tasks.defaults import DENSITY_THRESHOLD, FEATURE_THRESHOLD, LOCALITY, OPACITY_THRESHOLD
+from n3f.tasks.descriptors import normalise, query_descriptor
 
-FEATURE_THRESHOLD = None  # None: calibrated per object (see calibrate_threshold)
+log = logging.getLogger(__name__)
+
 CALIBRATION_GRID = np.round(np.linspace(0.02, 1.0, 50), 4)
 AUTO = "calibrated per object on field features at the query frame's surface points"
-DENSITY_THRESHOLD = 0.1  # per normalised unit: <1% opacity over 0.1 units; surfaces of small objects in an
-# under-trained field measured 0.4-1.5 (median, toy_static), so 1.0 dropped half of their surface points
 MASK_MARGIN = 1  # pixels: the ring around the query mask left out of the calibration
-LOCALITY = 0.15  # normalised units: region margin around the query's surface points (None: features only)
 CORE_SPREAD = 2.0  # query surface points farther than this x their 90th-percentile distance from the median are strays
 REGION_VOXEL = 0.1  # region points are thinned to one per voxel of this x margin (bounds the cost on big frames)
 
@@ -206,7 +177,7 @@ def surface_points(inputs: Inputs, frames: Iterable[int], opacity_threshold: flo
         keep = (out["opacity"].reshape(-1) >= opacity_threshold) & np.isfinite(depth)
         pts = rays.origins.numpy()[keep] + rays.directions.numpy()[keep] * depth[keep, None]
         q = r.query(pts, frame=int(f), outputs=("features",))
-        feats = _normalise(q["features"].numpy())
+        feats = normalise(q["features"].numpy())
         parts.append((pts, out["rgb"].reshape(-1, 3)[keep], np.full(len(pts), f), np.flatnonzero(keep),
                       q["density"].numpy(), feats))
     cat = [np.concatenate(x) for x in zip(*parts)]
@@ -230,12 +201,8 @@ def calibrate_threshold(distance: np.ndarray, is_object: np.ndarray,
     is_object = np.asarray(is_object, bool).reshape(-1)
     if not is_object.any():
         raise ValueError("calibration needs at least one object sample")
-    best: dict[str, float] = {"threshold": float("nan"), "iou": -1.0}
-    for t in grid:
-        sel = distance < t
-        score = float((sel & is_object).sum() / max((sel | is_object).sum(), 1))
-        if score > best["iou"]:
-            best = {"threshold": float(t), "iou": score}
+    score, threshold = best_threshold_iou(distance, is_object, grid)
+    best: dict[str, float] = {"threshold": threshold, "iou": score}
     sel = distance < best["threshold"]
     best["object_selected"] = float(sel[is_object].mean())
     best["background_selected"] = float(sel[~is_object].mean()) if (~is_object).any() else float("nan")
@@ -257,34 +224,39 @@ def _shrink(mask: np.ndarray, pixels: int) -> np.ndarray:
     return eroded if eroded.any() else mask  # a sliver of an object: use it whole
 
 
-def query_surface(inputs: Inputs, obj: str, frame: int, density_threshold: float = DENSITY_THRESHOLD,
-                  opacity_threshold: float = OPACITY_THRESHOLD
-                  ) -> tuple[PointCloud, np.ndarray, np.ndarray, np.ndarray]:
-    """The query frame's surface points and their labels: (cloud, inside, outside, dense).
+@dataclass(frozen=True)
+class QuerySurface:
+    """The query frame's surface points and their labels (per point of ``cloud``)."""
 
-    ``inside``: the pixel is in the eroded query mask (the object);
-    ``outside``: outside the dilated mask (not the object); ``dense``: the
-    field's density there exceeds ``density_threshold``.
-    """
+    cloud: PointCloud
+    inside: np.ndarray  # (P,) bool: the pixel is in the eroded query mask (the object)
+    outside: np.ndarray  # (P,) bool: outside the dilated mask (not the object)
+    dense: np.ndarray  # (P,) bool: the field's density there exceeds the density threshold
+
+
+def query_surface(inputs: Inputs, obj: str, frame: int, density_threshold: float = DENSITY_THRESHOLD,
+                  opacity_threshold: float = OPACITY_THRESHOLD) -> QuerySurface:
+    """The query frame's surface points, labelled object / not the object / dense (see :class:`QuerySurface`)."""
     st = inputs.store
     mask = st.masks(frame, "modal")[st.object_names.index(obj)]
     cloud = surface_points(inputs, [frame], opacity_threshold)
     inside = _shrink(mask, MASK_MARGIN).reshape(-1)[cloud.pixel]
     outside = ~_grow(mask, MASK_MARGIN).reshape(-1)[cloud.pixel]
-    return cloud, inside, outside, cloud.density > density_threshold
+    return QuerySurface(cloud, inside, outside, cloud.density > density_threshold)
 
 
-def query_region(cloud: PointCloud, inside: np.ndarray, dense: np.ndarray, margin: float) -> Region:
+def query_region(surface: QuerySurface, margin: float) -> Region:
     """The object's :class:`Region`: within ``margin`` of its dense query surface points (all if none is dense)."""
+    inside, dense = surface.inside, surface.dense
     core = inside & dense if (inside & dense).any() else inside
-    return Region.around(cloud.points[core], margin)
+    return Region.around(surface.cloud.points[core], margin)
 
 
 def calibrate_on_query(inputs: Inputs, obj: str, frame: int, descriptor: np.ndarray,
                        density_threshold: float = DENSITY_THRESHOLD,
                        opacity_threshold: float = OPACITY_THRESHOLD,
                        region: Region | None = None,
-                       surface: tuple | None = None) -> dict[str, Any]:
+                       surface: QuerySurface | None = None) -> dict[str, Any]:
     """Per-sample threshold for ``obj`` from its query frame (see the module docstring).
 
     Given the object's ``region`` (locality), only the background points inside
@@ -299,7 +271,9 @@ def calibrate_on_query(inputs: Inputs, obj: str, frame: int, descriptor: np.ndar
     being dropped from the means. When opaque pixels exist but none is dense,
     the density condition is dropped from the calibration (``note`` says so).
     """
-    cloud, inside, outside, dense = surface or query_surface(inputs, obj, frame, density_threshold, opacity_threshold)
+    if surface is None:
+        surface = query_surface(inputs, obj, frame, density_threshold, opacity_threshold)
+    cloud, inside, outside, dense = surface.cloud, surface.inside, surface.outside, surface.dense
     far = 0
     if region is not None:
         near = region.contains_np(cloud.points)
@@ -409,14 +383,13 @@ def object_queries(inputs: Inputs, objects: Iterable[str] | None = None, *, sour
         region, surface = None, None
         if locality is not None:
             surface = query_surface(inputs, obj, q, density_threshold)
-            region = query_region(surface[0], surface[1], surface[3], locality)
+            region = query_region(surface, locality)
         if feature_threshold is None:
             calib = calibrate_on_query(inputs, obj, q, desc, density_threshold, region=region, surface=surface)
             thr = calib["threshold"]
-            print(f"[tasks] {obj}: feature threshold {thr:.2f} (query frame {q}, IoU {calib['iou']:.3f} on "
-                  f"{calib['n_object']} object / {calib['n_background']} background surface points"
-                  f"{'' if region is None else f' within {locality:g} of the object'})",
-                  file=sys.stderr, flush=True)
+            log.info("%s: feature threshold %.2f (query frame %d, IoU %.3f on %d object / %d background surface "
+                     "points%s)", obj, thr, q, calib["iou"], calib["n_object"], calib["n_background"],
+                     "" if region is None else f" within {locality:g} of the object")
         else:
             calib, thr = {}, float(feature_threshold)
         queries.append(ObjectQuery(obj, inputs.store.object_names.index(obj), q, desc, float(thr),

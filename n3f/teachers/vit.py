@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from n3f.device import resolve_device
 from n3f.errors import N3FInputError
 from n3f.teachers.base import IMAGENET_MEAN, IMAGENET_STD, Teacher, TeacherInfo
 from n3f.teachers.registry import TeacherSpec
@@ -78,10 +79,6 @@ def resolve_layer(layer: int, depth: int) -> int:
     return idx
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 class ViTTeacher(Teacher):
     """Patch tokens of one block (after the final layer norm, as DINO's
     ``get_intermediate_layers``); class and register tokens are dropped."""
@@ -134,7 +131,7 @@ class ViTTeacher(Teacher):
                 "std": list(IMAGENET_STD),
             },
         )
-        return cls(spec, model, info, torch.device(device) if device else default_device())
+        return cls(spec, model, info, resolve_device(device or None))
 
     @torch.inference_mode()
     def __call__(self, frames: np.ndarray) -> torch.Tensor:

@@ -8,12 +8,16 @@ import numpy as np
 import torch
 
 from n3f.features.store import FeatureStore, upsample_grid
+from n3f.metrics import psnr_from_mse
 from n3f.render.renderer import Renderer
 from n3f.scene.store import SceneStore
 
+TRAIN_PSNR_CAP = 120.0  # dB, an mse of 1e-12: the cap of training's logged and held-out PSNR
+
 
 def psnr(mse: float) -> float:
-    return float(-10.0 * np.log10(max(mse, 1e-12)))
+    """:func:`n3f.metrics.psnr_from_mse` at training's cap: the training log's ``psnr`` column and ``metrics.json``."""
+    return psnr_from_mse(mse, TRAIN_PSNR_CAP)
 
 
 def eval_frames(scene: SceneStore, max_frames: int = 8) -> np.ndarray:

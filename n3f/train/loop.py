@@ -31,6 +31,7 @@ import torch
 from tqdm import tqdm
 
 from n3f.atomic import atomic_write_text
+from n3f.device import resolve_device
 from n3f.errors import N3FInputError
 from n3f.features.store import FeatureStore
 from n3f.fields import build_field
@@ -60,12 +61,6 @@ LOG_COLUMNS = ["step", "loss", "rgb_mse", "psnr", "feature_mse", "lr", "elapsed_
 # settings that may change between a run and its resumption without changing what it computes
 # (``steps`` is not one of them: the learning-rate schedule depends on it)
 _RESUMABLE = {"checkpoint_every", "log_every", "eval_frames", "eval_chunk", "progress", "device", "threads", "amp"}
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def new_renderer(scene: SceneStore, cfg: TrainConfig, feature_dim: int) -> Renderer:

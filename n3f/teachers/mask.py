@@ -1,4 +1,4 @@
-"""A cheap, deterministic stand-in teacher for tests and benchmarks: features from object masks.
+"""The mask teacher: a cheap, deterministic stand-in teacher for tests and benchmarks, features from object masks.
 
 Each pixel gets a fixed random unit vector for the object it sees (one more
 for "no object"), averaged over 8 x 8 patches and L2-normalised, written in the
@@ -35,16 +35,28 @@ def mask_feature_grid(masks: np.ndarray, codes: np.ndarray, patch: int) -> np.nd
     return grid / np.maximum(np.linalg.norm(grid, axis=-1, keepdims=True), 1e-6)
 
 
-def write_mask_features(scene_path: str | Path, out: str | Path, channels: int = 64, patch: int = 8, seed: int = 0) -> Path:
-    """Write a mask-derived feature store for every frame of an annotated scene."""
+def write_mask_features(scene_path: str | Path, out: str | Path, channels: int = 64, patch: int = 8, seed: int = 0,
+                        codes: np.ndarray | None = None) -> Path:
+    """Write a mask-derived feature store for every frame of an annotated scene.
+
+    ``codes``: (objects + 1, channels) features per object in mask order, the
+    last for "no object" (``channels`` is then theirs); default: ``seed``'s
+    random unit vectors.
+    """
     scene = SceneStore(scene_path)
     annotated = set(int(i) for i in scene.annotated_frames)
     if len(annotated) != scene.n_frames:
         raise N3FInputError(f"{scene_path}: mask features need masks on every frame (make the scene with annotate_every=1).")
     h, w = scene.image_size
     k = len(scene.object_names)
-    codes = np.random.default_rng(seed).standard_normal((k + 1, channels))
-    codes /= np.linalg.norm(codes, axis=1, keepdims=True)
+    if codes is None:
+        codes = np.random.default_rng(seed).standard_normal((k + 1, channels))
+        codes /= np.linalg.norm(codes, axis=1, keepdims=True)
+    else:
+        codes = np.asarray(codes)
+        if codes.ndim != 2 or codes.shape[0] != k + 1:
+            raise ValueError(f"codes must be ({k + 1}, channels) for {k} objects, got {codes.shape}")
+        channels = int(codes.shape[1])
     gh, gw = h // patch, w // patch
     identity = PCA(
         mean=np.zeros(channels, np.float32),

@@ -11,7 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from n3f.tasks.retrieval import cosine_distance_map, query_descriptor  # noqa: E402
+from n3f.atomic import atomic_write  # noqa: E402
+from n3f.tasks.descriptors import cosine_distance_map, query_descriptor  # noqa: E402
 
 
 def features_to_rgb(features: list[np.ndarray]) -> list[np.ndarray]:
@@ -82,6 +83,8 @@ def _panel_row(path: str | Path, panels: list[tuple[np.ndarray, str, float | Non
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        atomic_write(path, lambda fh: fig.savefig(fh, dpi=100, format=path.suffix.lstrip(".") or "png"))
+    finally:
+        plt.close(fig)
     return path

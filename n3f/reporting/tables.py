@@ -6,11 +6,13 @@ writes, never typed in or cached, so a table cannot disagree with its rows.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Iterable
 
 import pandas as pd
 
+from n3f.atomic import atomic_write_text
 from n3f.errors import N3FInputError
 
 
@@ -59,10 +61,11 @@ def table1_markdown(long: pd.DataFrame) -> str:
 
 def write_retrieval_tables(row_files: Iterable[str | Path], out_csv: str | Path, out_md: str | Path) -> pd.DataFrame:
     long = retrieval_map(load_rows(row_files))
-    long.to_csv(out_csv, index=False)
-    Path(out_md).write_text(
+    atomic_write_text(out_csv, long.to_csv(index=False))
+    atomic_write_text(
+        out_md,
         "# Object retrieval mAP (%)\n\nPaper protocol (Table 1 layout); computed from per-query rows.\n\n"
-        + table1_markdown(long)
+        + table1_markdown(long),
     )
     return long
 
@@ -82,8 +85,6 @@ def write_task_tables(json_files: Iterable[str | Path], out_csv: str | Path, out
     The field and teacher are read from the folder layout
     ``results/<scene>/<field>/<teacher>/<task>/<task>.json``.
     """
-    import json
-
     records = []
     for path in map(Path, json_files):
         summary = json.loads(path.read_text())
@@ -93,7 +94,7 @@ def write_task_tables(json_files: Iterable[str | Path], out_csv: str | Path, out
             records.append({"scene": summary["scene"], "field": field, "teacher": teacher, "task": task,
                             "score": score.removeprefix("mean_"), "value": summary.get(score)})
     long = pd.DataFrame(records, columns=["scene", "field", "teacher", "task", "score", "value"])
-    long.to_csv(out_csv, index=False)
+    atomic_write_text(out_csv, long.to_csv(index=False))
     lines = ["# Scene editing, 3D and amodal segmentation", "",
              "Scored against synthetic ground truth; `teacher_best` is the 2D teacher at its best threshold; "
              "`modal_oracle` the ground-truth visible mask, the best any 2D segmentation can do; "
@@ -106,5 +107,5 @@ def write_task_tables(json_files: Iterable[str | Path], out_csv: str | Path, out
         for idx, row in wide.iterrows():
             lines.append("| " + " | ".join(idx) + " | " + " | ".join(f"{v:.3f}" for v in row.values) + " |")
         lines.append("")
-    Path(out_md).write_text("\n".join(lines))
+    atomic_write_text(out_md, "\n".join(lines))
     return long

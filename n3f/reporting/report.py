@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from n3f.atomic import atomic_write_text
 from n3f.errors import N3FInputError
 from n3f.features.store import FeatureStore
+from n3f.reporting.figures import pca_figure, retrieval_figure
+from n3f.reporting.tables import TASK_SCORES
 from n3f.scene.store import SceneStore
-from n3f.tasks.figures import pca_figure, retrieval_figure
-from n3f.tasks.tables import TASK_SCORES
 
 
 @dataclass
@@ -86,9 +87,7 @@ def write_scene_report(scene_path: str | Path, evaluated: list[Evaluated], out_m
                   "query/gallery pair with the median N3F AP, not a hand-picked one.", "",
                   f"![retrieval](figures/{name}_retrieval.png)", "", f"![pca](figures/{name}_pca.png)", ""]
         lines += _task_section(ev, out_md.parent)
-    tmp = out_md.with_name(out_md.name + ".partial")
-    tmp.write_text("\n".join(lines))
-    tmp.replace(out_md)
+    atomic_write_text(out_md, "\n".join(lines))
     return out_md
 
 

@@ -1,0 +1,13 @@
+"""Default thresholds of the task commands, in a module without torch so that ``n3f --help`` stays light.
+
+Where each comes from (fixed in advance, or tuned on which scene) is in
+``bench/NOTES.md`` ("Task selection defaults").
+"""
+
+from __future__ import annotations
+
+OPACITY_THRESHOLD = 0.5  # a pixel is back-projected / counted as covered at this rendered opacity
+FEATURE_THRESHOLD = None  # None: calibrated per object (n3f.tasks.selection.calibrate_on_query)
+DENSITY_THRESHOLD = 0.1  # per normalised unit: <1% opacity over 0.1 units; sparser samples never match
+LOCALITY = 0.15  # normalised units: region margin around the query's surface points (None: features only)
+TOLERANCE = 0.03  # normalised units: 3D segmentation distance tolerance (~1.5 pixels at 64 x 48)

@@ -55,3 +55,18 @@ def test_config_reference_is_current():
 
     current = (REPO / "config" / "README.md").read_text()
     assert current == render(), "config/README.md is out of date: python -m n3f.config_docs > config/README.md"
+
+
+def test_schema_tasks_are_the_task_registry_and_commands():
+    import argparse
+
+    from n3f.commands import tasks
+    from n3f.tasks.defaults import TASKS
+
+    assert SCHEMA["$defs"]["task"]["enum"] == list(TASKS)
+    assert SCHEMA["properties"]["tasks"]["default"] == list(TASKS)
+    parser = argparse.ArgumentParser()
+    tasks.add_parser(parser.add_subparsers())
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    # the workflow runs task T as `n3f eval-T`
+    assert [TASKS[t] for t in TASKS] == [f"eval-{t}" for t in TASKS] and set(TASKS.values()) <= set(sub.choices)

@@ -90,20 +90,20 @@ def _common(p: argparse.ArgumentParser, max_frames: int) -> None:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from n3f.tasks.defaults import OPACITY_THRESHOLD, TOLERANCE
+    from n3f.tasks.defaults import OPACITY_THRESHOLD, TASKS, TOLERANCE
 
-    p = sub.add_parser("eval-segment3d", help="3D segmentation by feature matching: precision/recall vs geometry")
+    p = sub.add_parser(TASKS["segment3d"], help="3D segmentation by feature matching: precision/recall vs geometry")
     _common(p, 4)
     p.add_argument("--opacity-threshold", type=float, default=OPACITY_THRESHOLD,
                    help="pixels back-projected to 3D must be at least this opaque")
     p.add_argument("--tolerance", type=float, default=TOLERANCE, help="distance tolerance, normalised units")
     p.set_defaults(func=run_segment3d)
 
-    e = sub.add_parser("eval-edit", help="object removal by zeroing matched density: PSNR vs scene without it")
+    e = sub.add_parser(TASKS["edit"], help="object removal by zeroing matched density: PSNR vs scene without it")
     _common(e, 2)
     e.set_defaults(func=run_edit)
 
-    a = sub.add_parser("eval-amodal", help="amodal segmentation by rendering only matched density: IoU")
+    a = sub.add_parser(TASKS["amodal"], help="amodal segmentation by rendering only matched density: IoU")
     _common(a, 4)
     a.add_argument("--opacity-threshold", type=float, default=OPACITY_THRESHOLD)
     a.set_defaults(func=run_amodal)

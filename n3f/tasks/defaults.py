@@ -6,6 +6,10 @@ Where each comes from (fixed in advance, or tuned on which scene) is in
 
 from __future__ import annotations
 
+# The 3D tasks, each run as ``n3f <command>`` on scenes with analytic ground truth
+# (the config's ``tasks:`` picks among them; tests/test_registries.py holds the schema equal).
+TASKS: dict[str, str] = {"segment3d": "eval-segment3d", "edit": "eval-edit", "amodal": "eval-amodal"}
+
 OPACITY_THRESHOLD = 0.5  # a pixel is back-projected / counted as covered at this rendered opacity
 FEATURE_THRESHOLD = None  # None: calibrated per object (n3f.tasks.selection.calibrate_on_query)
 DENSITY_THRESHOLD = 0.1  # per normalised unit: <1% opacity over 0.1 units; sparser samples never match

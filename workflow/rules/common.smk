@@ -57,8 +57,11 @@ if len(SCENES) != len(config["scenes"]):
 
 
 TEACHERS = {entry["name"]: entry for entry in config["teachers"]}
-# field names come from the schema, which tests/test_registries.py holds equal to n3f.fields.FIELDS
-FIELDS = tuple(yaml.safe_load(Path(workflow.basedir, "workflow/schemas/config.schema.yaml").read_text())["$defs"]["field"]["enum"])
+# field and task names come from the schema, which tests/test_registries.py holds equal to the
+# registries (n3f.fields.FIELDS, n3f.tasks.defaults.TASKS)
+_NAMES = yaml.safe_load(Path(workflow.basedir, "workflow/schemas/config.schema.yaml").read_text())["$defs"]
+FIELDS = tuple(_NAMES["field"]["enum"])
+ALL_TASKS = tuple(_NAMES["task"]["enum"])
 
 
 # -- every path a rule reads or writes, once ---------------------------------
@@ -120,7 +123,7 @@ wildcard_constraints:
     scene="|".join(map(str, SCENES)) or "NO_SCENES",
     teacher="|".join(map(str, TEACHERS)) or "NO_TEACHERS",
     field="|".join(FIELDS),
-    task="segment3d|edit|amodal",
+    task="|".join(ALL_TASKS),
 
 
 def scene_entry(wildcards):
@@ -143,7 +146,8 @@ def evaluated(name):
     return SCENES[name].get("evaluate", True)
 
 
-TASK_COMMANDS = {"segment3d": "eval-segment3d", "edit": "eval-edit", "amodal": "eval-amodal"}
+# the tasks this config runs, each as ``n3f eval-<task>``
+TASK_COMMANDS = {task: f"eval-{task}" for task in config["tasks"]}
 
 
 def task_json_files():

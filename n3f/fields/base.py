@@ -65,8 +65,7 @@ class Field(nn.Module):
     def __init__(self, feature_dim: int, settings: FieldSettings):
         super().__init__()
         self.feature_dim = int(feature_dim)
-        self.settings = settings
-        """The field's settings (a ``settings_class`` instance); ``model.pt`` stores them as ``field_config``."""
+        self.settings = settings  # a settings_class instance; model.pt stores it as field_config
 
     @property
     def has_coarse(self) -> bool:

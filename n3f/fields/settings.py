@@ -196,7 +196,7 @@ def check_overrides(data: Mapping[str, Any] | None, where: str) -> None:
             known.setdefault(f.name, []).append((cls, f))
     unknown = sorted(set(data) - set(known))
     if unknown:
-        raise N3FInputError(f"{where}: unknown setting(s) {unknown}; known (of some field): {sorted(known)}.")
+        raise N3FInputError(f"{where}: unknown setting(s) {unknown}; known (to some field): {sorted(known)}.")
     for key, value in data.items():
         for cls, f in known[key]:
             if key == "static":

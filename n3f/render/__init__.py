@@ -15,6 +15,8 @@ the Snakefile is parsed) can be imported without torch.
 
 from __future__ import annotations
 
+import sys
+import types
 from importlib import import_module
 from typing import Any
 
@@ -34,6 +36,19 @@ _LAZY = {
     "save_model": "n3f.render.model_io",
     "space_for_scene": "n3f.render.space",
 }
+
+
+class _Package(types.ModuleType):
+    """``n3f.render.composite`` is the compositing function, as when this package imported
+    everything eagerly, not the submodule of the same name that importing it would bind."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "composite" and isinstance(value, types.ModuleType):
+            value = value.composite
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:

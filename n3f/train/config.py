@@ -37,7 +37,7 @@ FIELD_DEFAULTS: dict[str, dict[str, Any]] = {
     "grid": {"lr": 1e-2, "feature_lambda": 1.0, "batch_rays": 256, "steps": 4000, "distill_steps": 2000},
     # lr and the moving streams' sparsity (low while fitting colour, so the actor is rendered;
     # higher while distilling, so static objects keep their features in the static stream)
-    # were measured on toy_kitchen (bench/NOTES.md, "NeuralDiff on toy_kitchen")
+    # were measured on toy_kitchen (bench/NOTES.md, "NeuralDiff on toy_kitchen" and "Training defaults")
     "neuraldiff": {
         "lr": 2e-2, "feature_lambda": 1.0, "batch_rays": 256, "steps": 2000, "distill_steps": 1500,
         "sparsity_lambda": 0.003, "distill_sparsity_lambda": 0.03,

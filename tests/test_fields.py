@@ -207,6 +207,11 @@ def test_old_saved_configs_are_upgraded_by_their_field():
     assert NeuralDiffField.settings_from_saved(old).time_knot_spacing == 0
     grid = FIELDS["grid"].settings_from_saved({**_small("grid").settings.to_dict(), "time_knot_spacing": 0})
     assert grid == _small("grid").settings
+    # values are what the model was trained with, even where today's bounds are stricter
+    # (a negative spacing trained per-frame codes), and keys missing from a file take the defaults
+    lenient = NeuralDiffField.settings_from_saved({"time_knot_spacing": -1.0})
+    assert lenient.time_knot_spacing == -1.0 and lenient.static.geo_resolutions == [32, 64, 128, 256, 512]
+    assert build_field("neuraldiff", 8, lenient, TS, TRAIN).dynamic.time.codes.shape[0] == len(TRAIN)
 
 
 @pytest.mark.parametrize("name", sorted(FIELDS))

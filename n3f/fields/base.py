@@ -87,8 +87,8 @@ class Field(nn.Module):
 
     @classmethod
     def settings_from_saved(cls, saved: Mapping[str, Any]) -> FieldSettings:
-        """The settings of a saved model (``model.pt``'s ``field_config``)."""
-        return cls.settings_class.from_dict(cls.upgrade_config(dict(saved)), "model.pt field_config")
+        """The settings of a saved model (``model.pt``'s ``field_config``), upgraded to today's keys."""
+        return cls.settings_class.from_saved(cls.upgrade_config(dict(saved)))
 
     def forward(self, samples: Samples, outputs: Iterable[str] = OUTPUTS, coarse: bool = False) -> dict[str, Tensor]:
         raise NotImplementedError

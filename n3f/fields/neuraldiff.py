@@ -99,7 +99,8 @@ class NeuralDiffField(Field):
         config = super().upgrade_config(saved)
         # saved before time knots existed: one free code per training frame
         config.setdefault("time_knot_spacing", 0)
-        config["static"] = GridField.upgrade_config(dict(config.get("static", {})))
+        if "static" in config:
+            config["static"] = GridField.upgrade_config(dict(config["static"]))
         return config
 
     def _actor_unit(self, samples: Samples) -> Tensor:

@@ -54,6 +54,13 @@ class FieldSettings:
             raise TypeError(f"{where}: settings of another field ({type(value).__name__}), expected {cls.__name__}")
         return cls.from_dict(value, where)
 
+    @classmethod
+    def from_saved(cls: type[S], data: Mapping[str, Any]) -> S:
+        """Settings as a ``model.pt`` stored them (keys of today's settings: see
+        ``Field.upgrade_config``). Values are taken as they are, unchecked: they are
+        what the model was trained with, even where today's bounds are stricter."""
+        return cls(**data)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain mapping, as ``model.pt`` stores it (``field_config``)."""
         return asdict(self)  # type: ignore[call-overload]
@@ -159,6 +166,13 @@ class NeuralDiffFieldConfig(FieldSettings):
         if static is not None:
             obj.static = GridFieldConfig.coerce(static, f"{where}.static")
         return obj
+
+    @classmethod
+    def from_saved(cls, data: Mapping[str, Any]) -> "NeuralDiffFieldConfig":
+        data = dict(data)
+        if "static" in data:
+            data["static"] = GridFieldConfig.from_saved(data["static"])
+        return cls(**data)
 
 
 FIELD_SETTINGS: dict[str, type[FieldSettings]] = {

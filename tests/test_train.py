@@ -276,3 +276,21 @@ def test_trainer_steps_compose_to_run_training(scenes, tmp_path):
     a = torch.load(tmp_path / "a" / "model.pt", weights_only=False)["state_dict"]
     b = torch.load(tmp_path / "b" / "model.pt", weights_only=False)["state_dict"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_config_check_reads_nested_settings_of_every_block():
+    """The dry run's check: a field's own keys in a shared or per-field block pass (the field is
+    only known when the stage runs), typos and bad values are refused with their place."""
+    from n3f.config_check import check_config
+
+    scene = {"name": "a", "source": "synthetic", "options": {"kind": "dynamic"}}
+    ok = {"scenes": [scene], "training": {"rgb": {"sampler": {"n_proposal": 16}},
+                                          "neuraldiff": {"rgb": {"field_config": {"time_knot_spacing": 0}}}}}
+    check_config(ok)
+    for training, named in [
+        ({"neuraldiff": {"rgb": {"field_config": {"time_knot_spacng": 0}}}}, "training.neuraldiff.rgb.field_config"),
+        ({"distill": {"sampler": {"n_importance": 0}}}, "training.distill.sampler.n_importance"),
+        ({"rgb": {"space": {"radiuss": 2}}}, "training.rgb.space"),
+    ]:
+        with pytest.raises(N3FInputError, match=named.replace(".", r"\.")):
+            check_config({"scenes": [scene], "training": training})

@@ -30,7 +30,7 @@ from n3f.scene import SceneStore, write_scene  # noqa: E402
 from n3f.synthetic import make_scene  # noqa: E402
 from n3f.train.config import TrainConfig  # noqa: E402
 from n3f.train.data import RaySampler  # noqa: E402
-from n3f.train.loop import _loss, _lr_lambda, new_renderer  # noqa: E402
+from n3f.train.loop import lr_lambda, new_renderer, training_loss  # noqa: E402
 
 VARIANTS = {"per-tensor": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
 CASES = (("grid", "static", 60, 0), ("neuraldiff", "dynamic", 80, 1))
@@ -44,13 +44,14 @@ def stepper(field: str, scene: SceneStore, adam: dict, batch: int):
     if r.background is not None:
         groups.append({"params": list(r.background.parameters()), "lr": cfg.lr})
     opt = torch.optim.Adam(groups, lr=cfg.lr, eps=cfg.adam_eps, **adam)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
     sampler = RaySampler(scene, scene.split("train"))
     rng, gen = np.random.default_rng(0), torch.Generator().manual_seed(1)
+    weights = r.field.loss_weights(cfg)
 
     def step() -> None:
         rays, rgb, _ = sampler.sample(cfg.batch_rays, rng, False)
-        loss, _ = _loss(r.render_rays(rays, ("rgb",), train=True, generator=gen), rgb, None, cfg)
+        loss, _ = training_loss(r.render_rays(rays, ("rgb",), train=True, generator=gen), rgb, None, cfg, weights)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

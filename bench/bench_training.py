@@ -47,7 +47,7 @@ from n3f.render.renderer import Renderer  # noqa: E402
 from n3f.scene import SceneStore, write_scene  # noqa: E402
 from n3f.train.config import TrainConfig  # noqa: E402
 from n3f.train.data import RaySampler  # noqa: E402
-from n3f.train.loop import _loss, _lr_lambda, adam_kwargs, new_renderer  # noqa: E402
+from n3f.train.loop import adam_kwargs, lr_lambda, new_renderer, training_loss  # noqa: E402
 
 FIELDS = ("grid", "nerf")
 
@@ -68,7 +68,7 @@ def optimiser(r: Renderer, cfg: TrainConfig) -> tuple[torch.optim.Optimizer, obj
     if r.background is not None:
         groups.append({"params": list(r.background.parameters()), "lr": cfg.lr})
     opt = torch.optim.Adam(groups, lr=cfg.lr, eps=cfg.adam_eps, **adam_kwargs(torch.device("cpu")))
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
 
 
 class Stage:
@@ -82,6 +82,7 @@ class Stage:
         self.step = 0
         self.freeze = cfg.freeze_steps if features is not None else 0
         self.feature_ids = {id(p) for p in r.feature_parameters()}
+        self.loss_weights = r.field.loss_weights(cfg)
         self._frozen(self.freeze > 0)
 
     def _frozen(self, frozen: bool) -> None:
@@ -94,7 +95,7 @@ class Stage:
         with_f = self.features is not None
         rays, rgb, feats = self.sampler.sample(self.cfg.batch_rays, self.rng, with_f)
         out = self.r.render_rays(rays, ("rgb", "features") if with_f else ("rgb",), train=True, generator=self.gen)
-        loss, _ = _loss(out, rgb, feats, self.cfg)
+        loss, _ = training_loss(out, rgb, feats, self.cfg, self.loss_weights)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()

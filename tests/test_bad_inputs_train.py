@@ -73,6 +73,11 @@ def assert_refused(result: subprocess.CompletedProcess, out: Path, *named: str) 
         ({"steps": 5, "sampler": {"n_proposals": 8}}, ["sampler", "n_proposals", "n_proposal"]),
         ({"steps": 5, "sampler": {"n_importance": -1}}, ["sampler.n_importance", ">= 1"]),
         ({"steps": 5, "space": {"radiuss": 2}}, ["space", "radiuss"]),
+        ({"steps": 5, "space": {"inner": 2}}, ["training settings.space.inner", "<= 1"]),
+        ({"steps": 5, "field_config": {"time_knot_spacing": 0}}, ["training settings.field_config", "time_knot_spacing", "geo_channels"]),
+        ({"steps": 5, "field_config": {"geo_resolutions": [16, 0]}}, ["training settings.field_config.geo_resolutions[1]", ">= 1"]),
+        ({"steps": 5, "field": "neuraldiff", "field_config": {"time_knot_spacing": -1}},
+         ["training settings.field_config.time_knot_spacing", ">= 0"]),
     ],
 )
 def test_bad_training_settings_are_refused_with_their_key(tiny, tmp_path, settings, named):

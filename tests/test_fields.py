@@ -131,3 +131,101 @@ def test_unknown_field_is_a_user_error():
 
     with pytest.raises(N3FInputError):
         build_field("instant-nsr", 8, {}, TS, TRAIN)
+
+
+def test_one_list_of_field_names():
+    """The torch-free settings registry names every field; the torch registry and the trainer's
+    per-field defaults agree with it, and each field declares its own settings class."""
+    from n3f.fields.settings import FIELD_SETTINGS
+    from n3f.train.config import FIELD_DEFAULTS
+
+    assert list(FIELDS) == list(FIELD_SETTINGS) and set(FIELD_DEFAULTS) == set(FIELDS)
+    for name, cls in FIELDS.items():
+        assert cls.name == name and cls.settings_class is FIELD_SETTINGS[name]
+
+
+@pytest.mark.parametrize("name", sorted(FIELDS))
+def test_settings_are_typed_and_saved_as_a_plain_mapping(name):
+    f = _small(name)
+    assert isinstance(f.settings, FIELDS[name].settings_class)
+    saved = f.settings.to_dict()
+    assert isinstance(saved, dict) and all(not hasattr(v, "__dataclass_fields__") for v in saved.values())
+    # a saved mapping reads back as the same settings, and builds the same architecture
+    again = FIELDS[name].settings_from_saved(saved)
+    assert again == f.settings
+    assert {k: v.shape for k, v in build_field(name, 16, again, TS, TRAIN).state_dict().items()} == \
+        {k: v.shape for k, v in f.state_dict().items()}
+
+
+def test_field_settings_errors_name_their_path():
+    from n3f.errors import N3FInputError
+    from n3f.fields.settings import check_overrides, settings_for
+
+    where = "training settings.field_config"
+    with pytest.raises(N3FInputError, match=r"training settings\.field_config\.time_knot_spacing: -1 is out of range"):
+        settings_for("neuraldiff", {"time_knot_spacing": -1}, where)
+    with pytest.raises(N3FInputError, match=r"field_config: unknown setting\(s\) \['time_knot_spacing'\]"):
+        settings_for("grid", {"time_knot_spacing": 0}, where)  # a neuraldiff key is not a grid one
+    with pytest.raises(N3FInputError, match=r"field_config\.static: unknown setting\(s\) \['hiden'\]"):
+        settings_for("neuraldiff", {"static": {"hiden": 3}}, where)
+    with pytest.raises(N3FInputError, match=r"field_config\.geo_resolutions\[1\]: 0 is out of range"):
+        settings_for("grid", {"geo_resolutions": [16, 0]}, where)
+    with pytest.raises(N3FInputError, match=r"field_config\.sh_degree: 5 is out of range"):
+        settings_for("grid", {"sh_degree": 5}, where)
+    with pytest.raises(N3FInputError, match=r"field_config\.depth: '8' is not a valid value"):
+        settings_for("nerf", {"depth": "8"}, where)
+    # before the field is known (a config's shared training block): any field's key is fine,
+    # a key of no field is not, and values are checked against every field that has the key
+    check_overrides({"time_knot_spacing": 0, "geo_channels": 2, "depth": 4}, "training.rgb.field_config")
+    with pytest.raises(N3FInputError, match=r"training\.rgb\.field_config: unknown setting\(s\) \['time_knot_spacin'\]"):
+        check_overrides({"time_knot_spacin": 0}, "training.rgb.field_config")
+    with pytest.raises(N3FInputError, match=r"training\.rgb\.field_config\.hidden: 0 is out of range"):
+        check_overrides({"hidden": 0}, "training.rgb.field_config")
+
+
+def test_neuraldiff_static_stream_settings():
+    """Default static stream: the grid defaults plus a finer level; a given one replaces it
+    (keys left out take the grid field's defaults)."""
+    from n3f.fields.settings import GridFieldConfig, NeuralDiffFieldConfig
+
+    assert NeuralDiffFieldConfig().static.geo_resolutions == [32, 64, 128, 256, 512]
+    given = NeuralDiffFieldConfig.from_dict({"static": {"hidden": 32}}, "x")
+    assert given.static == GridFieldConfig(hidden=32)
+    f = build_field("neuraldiff", 8, {"static": {"hidden": 32}, "time_knot_spacing": 0}, TS, TRAIN)
+    assert f.static.colour_net[0].out_features == 32 and f.dynamic.time.codes.shape[0] == len(TRAIN)
+
+
+def test_old_saved_configs_are_upgraded_by_their_field():
+    """model.pt files of older versions: NeuralDiff before time knots (one code per training
+    frame), and keys a field never read (a shared training block's other-field settings)."""
+    from n3f.fields.neuraldiff import NeuralDiffField
+
+    current = build_field("neuraldiff", 8, {"time_knot_spacing": 0}, TS, TRAIN).settings.to_dict()
+    old = {k: v for k, v in current.items() if k != "time_knot_spacing"}
+    old["static"] = {**old["static"], "not_a_grid_setting": 1}
+    assert NeuralDiffField.settings_from_saved(old) == NeuralDiffField.settings_from_saved(current)
+    assert NeuralDiffField.settings_from_saved(old).time_knot_spacing == 0
+    grid = FIELDS["grid"].settings_from_saved({**_small("grid").settings.to_dict(), "time_knot_spacing": 0})
+    assert grid == _small("grid").settings
+    # values are what the model was trained with, even where today's bounds are stricter
+    # (a negative spacing trained per-frame codes), and keys missing from a file take the defaults
+    lenient = NeuralDiffField.settings_from_saved({"time_knot_spacing": -1.0})
+    assert lenient.time_knot_spacing == -1.0 and lenient.static.geo_resolutions == [32, 64, 128, 256, 512]
+    assert build_field("neuraldiff", 8, lenient, TS, TRAIN).dynamic.time.codes.shape[0] == len(TRAIN)
+
+
+@pytest.mark.parametrize("name", sorted(FIELDS))
+def test_every_extra_loss_has_a_weight_from_the_training_settings(name):
+    from n3f.train.config import TrainConfig
+
+    f = _small(name)
+    s = _samples()
+    out = f(s)
+    w = torch.full((1, len(s.frame)), 1.0 / len(s.frame))
+    cfg = TrainConfig(field=name).resolved("distill")
+    weights = f.loss_weights(cfg)
+    assert set(f.extra_losses(out, w)) <= set(weights)
+    if name == "neuraldiff":
+        assert weights == {"sparsity": cfg.sparsity_lambda} and set(f.extra_losses(out, w)) == {"sparsity"}
+    else:
+        assert weights == {}

@@ -224,3 +224,40 @@ def test_every_field_renders_with_gradients(name):
     assert out["rgb"].shape == (16, 3) and out["features"].shape == (16, 8)
     if name == "neuraldiff":
         assert "beta" in out and float(out["beta"].detach().min()) >= field.beta_min
+
+
+def test_model_files_of_older_versions_still_load(tmp_path):
+    """model.pt keeps field_config and sampler as plain mappings; a NeuralDiff file written before
+    time knots existed (no time_knot_spacing: one code per training frame) loads, weights intact."""
+    from n3f.render import load_renderer, save_model
+    from n3f.render.model_io import model_meta
+
+    ts, train = np.arange(6.0), np.array([0, 1, 2, 4, 5])
+    field = build_field("neuraldiff", 8, {"time_knot_spacing": 0}, ts, train)
+    r = Renderer(field, SceneSpace(), SamplerConfig.for_field(field, {"n_proposal": 8}))
+    meta = model_meta(r, ts, train, stage="rgb", scene="x")
+    assert type(meta["field_config"]) is dict and type(meta["field_config"]["static"]) is dict
+    assert type(meta["sampler"]) is dict and meta["sampler"]["n_proposal"] == 8
+    del meta["field_config"]["time_knot_spacing"]
+    save_model(r, tmp_path / "model.pt", meta)
+    loaded = load_renderer(tmp_path)
+    assert loaded.field.settings.time_knot_spacing == 0 and loaded.sampler == r.sampler
+    state = r.state_dict()
+    assert all(torch.equal(v, state[k]) for k, v in loaded.state_dict().items())
+
+
+def test_field_hooks_keep_the_renderer_generic():
+    """Queries at bare world points leave out NeuralDiff's camera-frame actor; the rendered beta
+    gets the field's floor (``adjust_render``), a grid field renders none."""
+    ts, train = np.arange(4.0), np.array([0, 1, 3])
+    field = build_field("neuraldiff", 8, {}, ts, train)
+    r = Renderer(field, SceneSpace(), SamplerConfig(n_proposal=8, n_importance=8, n_uniform=0))
+    q = r.query(torch.rand(20, 3) - 0.5, outputs=("features",))
+    assert "density_actor" not in q and {"density_static", "density_dynamic"} <= set(q)
+    rays = camera_rays(_look_at([0, -1.5, 0], [0, 0, 0]), K, 4, 4, (0.2, 3.0), frame=1, downscale=1)
+    with torch.no_grad():
+        out = r.render_rays(rays, outputs=("rgb",))
+        beta_only = field.adjust_render({"beta": torch.zeros(2, 1)})["beta"]
+    assert torch.allclose(beta_only, torch.full((2, 1), field.beta_min))
+    assert float(out["beta"].min()) >= field.beta_min
+    assert "beta" not in _sphere_field_renderer().render_rays(rays, outputs=("rgb",))

@@ -183,3 +183,114 @@ def test_stage_defaults_and_user_settings_win():
     assert (mine.sparsity_lambda, mine.steps) == (0.5, 7)
     with pytest.raises(N3FInputError):
         TrainConfig(field="hashgrid").resolved("rgb")
+
+
+def test_nested_settings_are_typed_once_the_field_is_known():
+    """field_config, sampler and space: YAML keys as before, typed dataclasses in the resolved
+    settings; sampler overrides apply to the field's own default sampler."""
+    from n3f.fields.settings import GridFieldConfig, NeuralDiffFieldConfig
+    from n3f.render.settings import SamplerConfig, SpaceOverrides
+
+    given = {"field": "neuraldiff", "field_config": {"time_knot_spacing": 0}, "sampler": {"n_proposal": 16},
+             "space": {"inner": 0.6}}
+    cfg = TrainConfig.from_dict(given)
+    assert cfg.space == SpaceOverrides(inner=0.6) and cfg.to_dict()["space"] == {"inner": 0.6}
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg  # as given: round trip through a plain mapping
+    r = cfg.resolved("rgb")
+    assert r.field_config == NeuralDiffFieldConfig(time_knot_spacing=0)
+    assert r.sampler == SamplerConfig(n_proposal=16)
+    assert TrainConfig().resolved().field_config == GridFieldConfig()
+    nerf = TrainConfig(field="nerf", sampler={"n_proposal": 32}).resolved()
+    assert nerf.sampler == SamplerConfig(n_proposal=32, n_importance=64, n_uniform=0, include_proposal=True)
+    json.dumps(r.to_dict())  # plain data all the way down (checkpoint "config")
+
+
+@pytest.mark.parametrize(
+    "where, settings, stage_check, named",
+    [
+        # a config's shared block does not name the field: keys of some field pass, others do not
+        ("training.rgb", {"field_config": {"time_knot_spacin": 0}}, False, ["training.rgb.field_config", "time_knot_spacin"]),
+        ("training.rgb", {"field_config": {"static": {"hidden": 0}}}, False, ["training.rgb.field_config.static.hidden", ">= 1"]),
+        ("training.rgb", {"sampler": {"pdf_floor": 2}}, False, ["training.rgb.sampler.pdf_floor", "<= 1"]),
+        ("training.rgb", {"space": {"kind": "sphere"}}, False, ["training.rgb.space.kind", "contract"]),
+        ("training.rgb", {"space": [1, 2]}, False, ["training.rgb.space", "mapping"]),
+        # the stage knows the field: its own keys only
+        ("training settings", {"field_config": {"time_knot_spacing": 0}}, True, ["training settings.field_config", "time_knot_spacing"]),
+        ("training settings", {"field": "neuraldiff", "field_config": {"time_knot_spacing": -1}}, True,
+         ["training settings.field_config.time_knot_spacing", ">= 0"]),
+    ],
+)
+def test_nested_settings_errors_name_their_path(where, settings, stage_check, named):
+    with pytest.raises(N3FInputError) as err:
+        cfg = TrainConfig.from_dict(settings, where)
+        assert stage_check, "refused only once the field is known"
+        cfg.resolved("rgb", where)
+    for text in named:
+        assert text in str(err.value), (text, str(err.value))
+
+
+def test_settings_modules_import_without_torch():
+    """The Snakefile checks the config while it is parsed: no torch on that path."""
+    code = ("import sys\nimport n3f.config_check, n3f.train, n3f.train.config, n3f.fields.settings, n3f.render.settings\n"
+            "import n3f.commands.train\nassert 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)[:5]\n")
+    result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_cli_lists_fields_and_default_steps_from_the_settings():
+    import argparse
+
+    import yaml
+
+    from n3f.commands import train as commands
+    from n3f.fields.settings import FIELD_SETTINGS
+    from n3f.train.config import FIELD_DEFAULTS
+
+    parser = argparse.ArgumentParser()
+    commands.add_parser(parser.add_subparsers())
+    pre = parser._subparsers._group_actions[0].choices["pretrain-rgb"]
+    dist = parser._subparsers._group_actions[0].choices["distill"]
+    field = next(a for a in pre._actions if a.dest == "field")
+    assert list(field.choices) == list(FIELD_SETTINGS)
+    helps = {name: next(a for a in p._actions if a.dest == "steps").help for name, p in (("rgb", pre), ("distill", dist))}
+    for name, d in FIELD_DEFAULTS.items():
+        assert f"{name} {d['steps']}" in helps["rgb"] and f"{name} {d['distill_steps']}" in helps["distill"]
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    assert schema["properties"]["fields"]["items"]["enum"] == list(FIELD_SETTINGS)
+
+
+def test_trainer_steps_compose_to_run_training(scenes, tmp_path):
+    """The Trainer's pieces, driven by hand, train exactly what run_training trains."""
+    from n3f.train.loop import Trainer, run_training
+
+    cfg = TrainConfig(steps=4, **{**SMALL, "batch_rays": 64, "eval_frames": 1})
+    run_training("rgb", scenes["static"], tmp_path / "a", cfg)
+    t = Trainer("rgb", scenes["static"], tmp_path / "b", cfg)
+    t.setup()
+    t.resume()
+    parts = [t.step() for _ in range(4)]
+    assert t.steps_done == 4 and all(np.isfinite(p["loss"]) for p in parts)
+    metrics = t.finish()
+    assert metrics["steps"] == 4 and not (tmp_path / "b" / "checkpoint.pt").exists()
+    a = torch.load(tmp_path / "a" / "model.pt", weights_only=False)["state_dict"]
+    b = torch.load(tmp_path / "b" / "model.pt", weights_only=False)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_config_check_reads_nested_settings_of_every_block():
+    """The dry run's check: a field's own keys in a shared or per-field block pass (the field is
+    only known when the stage runs), typos and bad values are refused with their place."""
+    from n3f.config_check import check_config
+
+    scene = {"name": "a", "source": "synthetic", "options": {"kind": "dynamic"}}
+    ok = {"scenes": [scene], "training": {"rgb": {"sampler": {"n_proposal": 16}},
+                                          "neuraldiff": {"rgb": {"field_config": {"time_knot_spacing": 0}}}}}
+    check_config(ok)
+    for training, named in [
+        ({"neuraldiff": {"rgb": {"field_config": {"time_knot_spacng": 0}}}}, "training.neuraldiff.rgb.field_config"),
+        ({"distill": {"sampler": {"n_importance": 0}}}, "training.distill.sampler.n_importance"),
+        ({"rgb": {"space": {"radiuss": 2}}}, "training.rgb.space"),
+    ]:
+        with pytest.raises(N3FInputError, match=named.replace(".", r"\.")):
+            check_config({"scenes": [scene], "training": training})

@@ -65,23 +65,32 @@ def run_distill(args: argparse.Namespace) -> None:
     _run(lambda: distill(args.scene, args.features, args.init, args.out, cfg))
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _steps_help(stage: str) -> str:
+    from n3f.train.config import stage_defaults
+
+    per_field = ", ".join(f"{field} {d['steps']}" for field, d in stage_defaults(stage).items())
+    return f"training steps (default per field: {per_field}; n3f/train/config.py FIELD_DEFAULTS)"
+
+
+def _common(p: argparse.ArgumentParser, stage: str) -> None:
     p.add_argument("--scene", required=True, help="scene store (results/<scene>/scene.zarr)")
     p.add_argument("--out", required=True, help="output folder: model.pt, metrics.json, metrics/loss.csv, checkpoint.pt")
-    p.add_argument("--steps", type=int, help="training steps (default per field, see n3f/train/config.py: grid 4000 for pretrain-rgb and 2000 for distill, neuraldiff 2000 and 1500)")
+    p.add_argument("--steps", type=int, help=_steps_help(stage))
     p.add_argument("--config-json", help="training settings: JSON/YAML file or inline JSON object")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default auto)")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from n3f.fields.settings import FIELD_SETTINGS
+
     p = sub.add_parser("pretrain-rgb", help="stage 1: fit a neural field to a scene's frames")
-    _common(p)
-    p.add_argument("--field", choices=["grid", "nerf", "neuraldiff"], help="architecture (default grid)")
+    _common(p, "rgb")
+    p.add_argument("--field", choices=list(FIELD_SETTINGS), help="architecture (default grid)")
     p.set_defaults(func=run_pretrain)
 
     d = sub.add_parser("distill", help="stage 2: distil teacher features into an RGB-trained field")
-    _common(d)
+    _common(d, "distill")
     d.add_argument("--features", required=True, help="teacher feature store (results/<scene>/features/<teacher>.zarr)")
     d.add_argument("--init", required=True, help="stage-1 model.pt (or its folder)")
     d.add_argument("--field", help=argparse.SUPPRESS)  # the architecture comes from --init

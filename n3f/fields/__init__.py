@@ -1,37 +1,35 @@
 """Neural fields, one module per architecture, all behind :class:`n3f.fields.base.Field`.
 
 ``build_field(name, feature_dim, config, timestamps, train_frames)`` is the only
-constructor the trainer and renderer use, so adding an architecture means
-adding a module and a line in ``FIELDS``.
+constructor the trainer and renderer use (``fields/registry.py``); each
+field's settings are a dataclass in ``fields/settings.py``, which imports no
+torch. Names are imported on first use, so that reading the settings stays light.
 """
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any
 
-import numpy as np
-
-from n3f.fields.base import Field, FeatureHead, Samples
-from n3f.fields.grid import GridField
-from n3f.fields.nerf import NeRFField
-from n3f.fields.neuraldiff import NeuralDiffField
-
-FIELDS: dict[str, type[Field]] = {"grid": GridField, "nerf": NeRFField, "neuraldiff": NeuralDiffField}
-
-
-def build_field(
-    name: str,
-    feature_dim: int,
-    config: dict[str, Any] | None,
-    timestamps: np.ndarray,
-    train_frames: np.ndarray,
-) -> Field:
-    """Instantiate a field by name (``grid``, ``nerf``, ``neuraldiff``)."""
-    from n3f.errors import N3FInputError
-
-    if name not in FIELDS:
-        raise N3FInputError(f"field '{name}' unknown; use one of {sorted(FIELDS)}.")
-    return FIELDS[name](feature_dim, config or {}, timestamps, train_frames)
+_LAZY = {
+    "FIELDS": "n3f.fields.registry",
+    "build_field": "n3f.fields.registry",
+    "field_class": "n3f.fields.registry",
+    "Field": "n3f.fields.base",
+    "FeatureHead": "n3f.fields.base",
+    "Samples": "n3f.fields.base",
+    "FIELD_SETTINGS": "n3f.fields.settings",
+}
 
 
-__all__ = ["FIELDS", "Field", "FeatureHead", "Samples", "build_field"]
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'n3f.fields' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+__all__ = sorted(_LAZY)

@@ -18,15 +18,29 @@ for small intervals, so the compositor stays generic.
 trains at first (the paper's "feature head"), and ``has_coarse`` marks fields
 with a separately trained coarse model (vanilla NeRF), whose outputs are
 supervised too.
+
+What differs between architectures stays behind this interface, in hooks with
+a neutral default: ``extra_losses`` and ``loss_weights`` (a field's own
+regularisers and the training settings that weigh them), ``adjust_render``
+(per-ray outputs after compositing), ``at_points`` (values at bare world
+points, with no camera) and ``upgrade_config`` (settings saved in a
+``model.pt`` by an older n3f). Each field's settings are a dataclass
+(``settings_class``, in the torch-free ``fields/settings.py``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Iterable
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable
 
 import torch
 from torch import Tensor, nn
+
+from n3f.fields.settings import FieldSettings
+
+if TYPE_CHECKING:
+    from n3f.train.config import TrainConfig
 
 OUTPUTS = ("rgb", "features")
 
@@ -42,16 +56,39 @@ class Samples:
 
 
 class Field(nn.Module):
-    """Base class: subclasses set ``name`` and implement ``forward``."""
+    """Base class: subclasses set ``name`` and ``settings_class`` and implement ``forward``."""
 
-    name: str = "field"
-    has_coarse: bool = False
-    streams: tuple[str, ...] = ()
+    name: ClassVar[str] = "field"
+    settings_class: ClassVar[type[FieldSettings]] = FieldSettings
+    streams: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, feature_dim: int, config: dict[str, Any]):
+    def __init__(self, feature_dim: int, settings: FieldSettings):
         super().__init__()
         self.feature_dim = int(feature_dim)
-        self.config = dict(config)
+        self.settings = settings  # a settings_class instance; model.pt stores it as field_config
+
+    @property
+    def has_coarse(self) -> bool:
+        """A separately trained coarse model whose render is supervised too (vanilla NeRF).
+        Declared by the settings class: the default sampler depends on it before a field exists."""
+        return self.settings_class.has_coarse
+
+    # -- saved models ------------------------------------------------------
+    @classmethod
+    def upgrade_config(cls, saved: dict[str, Any]) -> dict[str, Any]:
+        """A ``field_config`` saved in a ``model.pt`` by this or an older n3f, in today's keys.
+
+        Keys the settings do not know are dropped: the field never read them (a config's
+        shared ``training:`` block could pass one architecture's keys to another).
+        Fields override this to fill in what older files lack.
+        """
+        known = {f.name for f in fields(cls.settings_class)}  # type: ignore[arg-type]
+        return {k: v for k, v in saved.items() if k in known}
+
+    @classmethod
+    def settings_from_saved(cls, saved: Mapping[str, Any]) -> FieldSettings:
+        """The settings of a saved model (``model.pt``'s ``field_config``), upgraded to today's keys."""
+        return cls.settings_class.from_saved(cls.upgrade_config(dict(saved)))
 
     def forward(self, samples: Samples, outputs: Iterable[str] = OUTPUTS, coarse: bool = False) -> dict[str, Tensor]:
         raise NotImplementedError
@@ -72,10 +109,25 @@ class Field(nn.Module):
         """Optimiser parameter groups; fields may give their grids a different rate."""
         return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]
 
+    def at_points(self, samples: Samples, outputs: Iterable[str] = OUTPUTS) -> dict[str, Tensor]:
+        """Values at bare world points (``samples.cam_positions`` is None): what
+        ``Renderer.query`` reads. Fields with camera-frame parts leave them out."""
+        return self(samples, outputs=outputs)
+
+    # -- training and rendering hooks --------------------------------------
     def extra_losses(self, out: dict[str, Tensor], weights: Tensor) -> dict[str, Tensor]:
-        """Field-specific regularisers on per-sample outputs ``out`` and the (R, S) rendering
-        weights of those samples (e.g. NeuralDiff sparsity)."""
+        """Field-specific regularisers (unweighted, by name) on per-sample outputs ``out`` and
+        the (R, S) rendering weights of those samples (e.g. NeuralDiff sparsity)."""
         return {}
+
+    def loss_weights(self, cfg: "TrainConfig") -> dict[str, float]:
+        """The weight of each loss :meth:`extra_losses` returns, from the training settings."""
+        return {}
+
+    def adjust_render(self, rendered: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Per-ray outputs after compositing (``rgb``, ``features``, ``beta``...), for the
+        field to adjust before they are returned (e.g. NeuralDiff's floor on beta)."""
+        return rendered
 
 
 def mlp(inp: int, hidden: int, out: int, layers: int = 1, act: type[nn.Module] = nn.ReLU) -> nn.Sequential:

@@ -23,41 +23,30 @@ from torch import Tensor, nn
 
 from n3f.fields.base import OUTPUTS, FeatureHead, Field, Samples, mlp, trunc_exp
 from n3f.fields.encoding import FrameCodes, PlaneEncoding, sh_encoding
-
-DEFAULTS: dict[str, Any] = {
-    "geo_resolutions": [32, 64, 128, 256],
-    "geo_channels": 4,
-    "feat_resolutions": [16, 32, 64],
-    "feat_channels": 4,
-    "hidden": 64,
-    "geo_latent": 15,
-    "sh_degree": 3,
-    "feat_hidden": 64,
-    "appearance_dim": 0,
-    "density_bias": -1.0,
-}
+from n3f.fields.settings import GridFieldConfig
 
 
 class GridField(Field):
     name = "grid"
+    settings_class = GridFieldConfig
 
-    def __init__(self, feature_dim: int, config: dict[str, Any], timestamps: np.ndarray, train_frames: np.ndarray):
-        cfg = {**DEFAULTS, **(config or {})}
-        super().__init__(feature_dim, cfg)
-        self.geo_enc = PlaneEncoding(cfg["geo_resolutions"], cfg["geo_channels"])
-        self.density_net = mlp(self.geo_enc.out_dim, cfg["hidden"], 1 + cfg["geo_latent"])
-        self.sh_degree = int(cfg["sh_degree"])
+    def __init__(self, feature_dim: int, settings: GridFieldConfig, timestamps: np.ndarray, train_frames: np.ndarray):
+        super().__init__(feature_dim, settings)
+        cfg = settings
+        self.geo_enc = PlaneEncoding(cfg.geo_resolutions, cfg.geo_channels)
+        self.density_net = mlp(self.geo_enc.out_dim, cfg.hidden, 1 + cfg.geo_latent)
+        self.sh_degree = int(cfg.sh_degree)
         self.appearance = (
-            FrameCodes(timestamps, train_frames, cfg["appearance_dim"]) if cfg["appearance_dim"] > 0 else None
+            FrameCodes(timestamps, train_frames, cfg.appearance_dim) if cfg.appearance_dim > 0 else None
         )
-        colour_in = cfg["geo_latent"] + self.sh_degree**2 + int(cfg["appearance_dim"])
-        self.colour_net = mlp(colour_in, cfg["hidden"], 3, layers=2)
-        self.feat_enc = PlaneEncoding(cfg["feat_resolutions"], cfg["feat_channels"])
+        colour_in = cfg.geo_latent + self.sh_degree**2 + int(cfg.appearance_dim)
+        self.colour_net = mlp(colour_in, cfg.hidden, 3, layers=2)
+        self.feat_enc = PlaneEncoding(cfg.feat_resolutions, cfg.feat_channels)
         self.feat_net = nn.Sequential(
-            nn.Linear(self.feat_enc.out_dim + cfg["geo_latent"], cfg["feat_hidden"]), nn.ReLU()
+            nn.Linear(self.feat_enc.out_dim + cfg.geo_latent, cfg.feat_hidden), nn.ReLU()
         )
-        self.feature_head = FeatureHead(cfg["feat_hidden"], self.feature_dim)
-        self.density_bias = float(cfg["density_bias"])
+        self.feature_head = FeatureHead(cfg.feat_hidden, self.feature_dim)
+        self.density_bias = float(cfg.density_bias)
 
     def _geometry(self, x: Tensor) -> tuple[Tensor, Tensor]:
         h = self.density_net(self.geo_enc(x))

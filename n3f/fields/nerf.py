@@ -9,7 +9,7 @@ every scene. Each of the coarse and fine MLPs has its own feature head (linear
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -17,26 +17,25 @@ from torch import Tensor, nn
 
 from n3f.fields.base import OUTPUTS, FeatureHead, Field, Samples
 from n3f.fields.encoding import positional_encoding
-
-DEFAULTS: dict[str, Any] = {"depth": 8, "width": 256, "skip": 4, "pos_freqs": 10, "dir_freqs": 4, "dir_width": 128}
+from n3f.fields.settings import NeRFFieldConfig
 
 
 class NeRFMLP(nn.Module):
-    def __init__(self, cfg: dict[str, Any], feature_dim: int):
+    def __init__(self, cfg: NeRFFieldConfig, feature_dim: int):
         super().__init__()
-        self.pos_freqs, self.dir_freqs, self.skip = cfg["pos_freqs"], cfg["dir_freqs"], cfg["skip"]
+        self.pos_freqs, self.dir_freqs, self.skip = cfg.pos_freqs, cfg.dir_freqs, cfg.skip
         pin = 3 + 6 * self.pos_freqs
         din = 3 + 6 * self.dir_freqs
-        w = cfg["width"]
+        w = cfg.width
         layers = []
-        for i in range(cfg["depth"]):
+        for i in range(cfg.depth):
             d = pin if i == 0 else w + (pin if i == self.skip else 0)
             layers.append(nn.Linear(d, w))
         self.trunk = nn.ModuleList(layers)
         self.sigma = nn.Linear(w, 1)
         self.bottleneck = nn.Linear(w, w)
-        self.dir_layer = nn.Linear(w + din, cfg["dir_width"])
-        self.rgb = nn.Linear(cfg["dir_width"], 3)
+        self.dir_layer = nn.Linear(w + din, cfg.dir_width)
+        self.rgb = nn.Linear(cfg.dir_width, 3)
         self.feature_head = FeatureHead(w, feature_dim)
 
     def forward(self, x: Tensor, d: Tensor, outputs: set[str]) -> dict[str, Tensor]:
@@ -57,13 +56,12 @@ class NeRFMLP(nn.Module):
 
 class NeRFField(Field):
     name = "nerf"
-    has_coarse = True
+    settings_class = NeRFFieldConfig  # has_coarse: the coarse model is trained and supervised too
 
-    def __init__(self, feature_dim: int, config: dict[str, Any], timestamps: np.ndarray, train_frames: np.ndarray):
-        cfg = {**DEFAULTS, **(config or {})}
-        super().__init__(feature_dim, cfg)
-        self.coarse = NeRFMLP(cfg, self.feature_dim)
-        self.fine = NeRFMLP(cfg, self.feature_dim)
+    def __init__(self, feature_dim: int, settings: NeRFFieldConfig, timestamps: np.ndarray, train_frames: np.ndarray):
+        super().__init__(feature_dim, settings)
+        self.coarse = NeRFMLP(settings, self.feature_dim)
+        self.fine = NeRFMLP(settings, self.feature_dim)
 
     def forward(self, samples: Samples, outputs: Iterable[str] = OUTPUTS, coarse: bool = False) -> dict[str, Tensor]:
         net = self.coarse if coarse else self.fine

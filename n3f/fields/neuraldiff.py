@@ -16,7 +16,8 @@ background only).
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 import torch
@@ -25,28 +26,12 @@ from torch import Tensor, nn
 
 from n3f.fields.base import OUTPUTS, FeatureHead, Field, Samples, trunc_exp
 from n3f.fields.encoding import FrameCodes, PlaneEncoding, contract
-from n3f.fields.grid import DEFAULTS as GRID_DEFAULTS
 from n3f.fields.grid import GridField
+from n3f.fields.settings import NeuralDiffFieldConfig
 
-DEFAULTS: dict[str, Any] = {
-    # egocentric content is close to the camera: one more, finer level than the static default
-    # (+1 dB held-out PSNR on toy_kitchen)
-    "static": {"geo_resolutions": [32, 64, 128, 256, 512]},
-    "dyn_resolutions": [32, 64, 128],
-    "dyn_channels": 4,
-    # the actor (a hand or arm) is thin and close to the camera: a small linear region and fine
-    # planes (at radius 0.3 and 64 cells the toy arm was under a cell wide and never rendered)
-    "actor_resolutions": [32, 64, 128, 256],
-    "actor_channels": 4,
-    "actor_radius": 0.12,
-    "time_dim": 16,
-    # time codes on knots this many timestamp units apart (None: auto, see time_knot_spacing;
-    # 0: one free code per training frame, NeuralDiff's original)
-    "time_knot_spacing": None,
-    "hidden": 64,
-    "dyn_density_bias": -4.0,
-    "beta_min": 0.03,
-}
+if TYPE_CHECKING:
+    from n3f.train.config import TrainConfig
+
 STREAMS = ("static", "dynamic", "actor")
 
 
@@ -88,26 +73,35 @@ def time_knot_spacing(timestamps: np.ndarray, train_frames: np.ndarray) -> float
 
 class NeuralDiffField(Field):
     name = "neuraldiff"
+    settings_class = NeuralDiffFieldConfig
     streams = STREAMS
 
-    def __init__(self, feature_dim: int, config: dict[str, Any], timestamps: np.ndarray, train_frames: np.ndarray):
-        cfg = {**DEFAULTS, **(config or {})}
-        cfg["static"] = {**GRID_DEFAULTS, **cfg.get("static", {})}
-        if cfg["time_knot_spacing"] is None:  # resolved here so that the spacing is saved with the model
-            cfg["time_knot_spacing"] = time_knot_spacing(timestamps, train_frames)
-        super().__init__(feature_dim, cfg)
-        self.static = GridField(feature_dim, cfg["static"], timestamps, train_frames)
-        knots = float(cfg["time_knot_spacing"]) or None
+    def __init__(self, feature_dim: int, settings: NeuralDiffFieldConfig, timestamps: np.ndarray, train_frames: np.ndarray):
+        if settings.time_knot_spacing is None:  # resolved here so that the spacing is saved with the model
+            settings = replace(settings, time_knot_spacing=time_knot_spacing(timestamps, train_frames))
+        super().__init__(feature_dim, settings)
+        cfg = settings
+        self.static = GridField(feature_dim, cfg.static, timestamps, train_frames)
+        knots = float(cfg.time_knot_spacing) or None
         self.dynamic = _MovingStream(
-            cfg["dyn_resolutions"], cfg["dyn_channels"], cfg["time_dim"], cfg["hidden"], feature_dim,
-            cfg["dyn_density_bias"], timestamps, train_frames, knots,
+            cfg.dyn_resolutions, cfg.dyn_channels, cfg.time_dim, cfg.hidden, feature_dim,
+            cfg.dyn_density_bias, timestamps, train_frames, knots,
         )
         self.actor = _MovingStream(
-            cfg["actor_resolutions"], cfg["actor_channels"], cfg["time_dim"], cfg["hidden"], feature_dim,
-            cfg["dyn_density_bias"], timestamps, train_frames, knots,
+            cfg.actor_resolutions, cfg.actor_channels, cfg.time_dim, cfg.hidden, feature_dim,
+            cfg.dyn_density_bias, timestamps, train_frames, knots,
         )
-        self.actor_radius = float(cfg["actor_radius"])
-        self.beta_min = float(cfg["beta_min"])
+        self.actor_radius = float(cfg.actor_radius)
+        self.beta_min = float(cfg.beta_min)
+
+    @classmethod
+    def upgrade_config(cls, saved: dict[str, Any]) -> dict[str, Any]:
+        config = super().upgrade_config(saved)
+        # saved before time knots existed: one free code per training frame
+        config.setdefault("time_knot_spacing", 0)
+        if "static" in config:
+            config["static"] = GridField.upgrade_config(dict(config["static"]))
+        return config
 
     def _actor_unit(self, samples: Samples) -> Tensor:
         if samples.cam_positions is None:
@@ -149,22 +143,34 @@ class NeuralDiffField(Field):
             out["beta"] = torch.zeros_like(sigma)[:, None]
         return out
 
+    def at_points(self, samples: Samples, outputs: Iterable[str] = OUTPUTS) -> dict[str, Tensor]:
+        """World-space streams only: the actor lives in the coordinates of a camera."""
+        return self(samples, outputs=outputs, streams=("static", "dynamic"))
+
     def extra_losses(self, out: dict[str, Tensor], weights: Tensor) -> dict[str, Tensor]:
         """Sparsity of the moving streams: the share of each rendered pixel they explain.
 
         NeRF-W and NeuralDiff penalise the mean transient *density*; in a
         normalised scene a surface needs densities in the hundreds, so that
-        penalty outweighs the colour error of whole moving objects and the arm
-        was never rendered (-2.3 dB held out on toy_kitchen). The rendered
-        opacity of the moving streams is scale-free: in [0, 1] per ray, it
-        costs ``sparsity_lambda`` to explain a pixel by motion rather than by
-        the static scene.
+        penalty outweighs the colour error of whole moving objects (the arm was
+        never rendered, bench/NOTES.md). The rendered opacity of the moving
+        streams is scale-free: in [0, 1] per ray, it costs ``sparsity_lambda``
+        to explain a pixel by motion rather than by the static scene.
         """
         dens = [out[k] for k in ("density_dynamic", "density_actor") if k in out]
         if not dens:
             return {}
         share = (sum(dens) / out["density"].clamp_min(1e-6)).view(weights.shape)
         return {"sparsity": (weights * share).sum(-1).mean()}
+
+    def loss_weights(self, cfg: "TrainConfig") -> dict[str, float]:
+        return {"sparsity": cfg.sparsity_lambda}
+
+    def adjust_render(self, rendered: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The rendered uncertainty gets its floor ``beta_min`` (NeRF-W)."""
+        if "beta" in rendered:
+            rendered["beta"] = rendered["beta"] + self.beta_min
+        return rendered
 
     def feature_parameters(self) -> list[nn.Parameter]:
         return [

@@ -16,8 +16,9 @@ import torch
 
 from n3f.atomic import atomic_torch_save
 from n3f.errors import N3FInputError
-from n3f.fields import build_field
-from n3f.render.renderer import Renderer, SamplerConfig
+from n3f.fields.registry import build_field, field_class
+from n3f.render.renderer import Renderer
+from n3f.render.settings import SamplerConfig
 from n3f.render.space import SceneSpace
 
 FORMAT = "n3f.model/1"
@@ -30,7 +31,7 @@ def model_meta(renderer: Renderer, timestamps: np.ndarray, train_frames: np.ndar
         "format": FORMAT,
         "field": f.name,
         "feature_dim": f.feature_dim,
-        "field_config": f.config,
+        "field_config": f.settings.to_dict(),
         "space": renderer.space.to_dict(),
         "sampler": asdict(renderer.sampler),
         "background": renderer.background_kind,
@@ -41,11 +42,11 @@ def model_meta(renderer: Renderer, timestamps: np.ndarray, train_frames: np.ndar
 
 
 def build_renderer(meta: dict[str, Any]) -> Renderer:
-    config = dict(meta["field_config"])
-    if meta["field"] == "neuraldiff" and "time_knot_spacing" not in config:
-        config["time_knot_spacing"] = 0  # saved before time knots existed: one code per training frame
+    """The renderer described by ``meta`` (untrained weights); the field reads its own
+    ``field_config``, including those older versions of n3f saved (``Field.settings_from_saved``)."""
+    settings = field_class(meta["field"]).settings_from_saved(meta["field_config"])
     field = build_field(
-        meta["field"], meta["feature_dim"], config, np.asarray(meta["timestamps"]), np.asarray(meta["train_frames"])
+        meta["field"], meta["feature_dim"], settings, np.asarray(meta["timestamps"]), np.asarray(meta["train_frames"])
     )
     return Renderer(
         field, SceneSpace.from_dict(meta["space"]), SamplerConfig(**meta["sampler"]), meta.get("background", "learned")

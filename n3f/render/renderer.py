@@ -21,7 +21,6 @@ or keep only one object (segmentation / amodal rendering).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -33,10 +32,11 @@ from n3f.render.background import BackgroundModel
 from n3f.render.composite import composite
 from n3f.render.rays import RayBundle, camera_rays
 from n3f.render.sampling import dilate_weights, sample_pdf, stratified_s
+from n3f.render.settings import BACKGROUNDS, SamplerConfig
 from n3f.render.space import SceneSpace
-from n3f.settings import setting
 
-BACKGROUNDS = ("learned", "black", "white")
+__all__ = ["BACKGROUNDS", "DensityModifier", "Renderer", "SamplerConfig", "default_chunk"]
+
 
 def default_chunk(device: torch.device) -> int:
     """Rays per inference forward pass.
@@ -51,29 +51,6 @@ def default_chunk(device: torch.device) -> int:
 
 DensityModifier = Callable[[Tensor, dict[str, Tensor]], Tensor]
 """(world points (P, 3), field outputs at them) -> (P,) factor multiplied into density."""
-
-
-@dataclass
-class SamplerConfig:
-    """Samples per ray (``training: {<stage>: {sampler: ...}}`` overrides these)."""
-
-    n_proposal: int = setting(64, min=1)
-    """Stratified proposal intervals per ray (first pass)."""
-    n_importance: int = setting(32, min=1)
-    """Fine samples drawn from the proposal weights."""
-    n_uniform: int = setting(8, min=0)
-    """Extra stratified fine samples that keep exploring empty-looking space."""
-    include_proposal: bool = False
-    """Fine pass also evaluates the proposal points (NeRF's union)."""
-    dilate: bool = True
-    """Dilate the proposal weights before resampling."""
-    pdf_floor: float = setting(0.01, min=0, max=1)
-    """Share of the resampling pdf spread uniformly."""
-
-    @classmethod
-    def for_field(cls, field: Field, overrides: dict[str, Any] | None = None) -> "SamplerConfig":
-        base = cls(n_proposal=64, n_importance=64, n_uniform=0, include_proposal=True) if field.has_coarse else cls()
-        return cls(**{**asdict(base), **(overrides or {})})
 
 
 class Renderer(nn.Module):
@@ -156,7 +133,8 @@ class Renderer(nn.Module):
 
         Returns ``rgb`` (R, 3), ``features`` (R, C), ``depth`` (R, 1),
         ``opacity`` (R, 1), ``weights`` (R, S), ``t`` (R, S) and, where the
-        field has them, ``beta`` (R, 1; NeuralDiff, ``beta_min`` added). In
+        field has them, ``beta`` (R, 1; NeuralDiff, with its ``beta_min``: the field's
+        :meth:`~n3f.fields.base.Field.adjust_render` hook). In
         training mode also ``coarse`` (the NeRF coarse model's render) and
         ``losses`` (field regularisers) and ``s_edges`` (normalised interval edges of the
         fine samples, for the distortion loss).
@@ -205,8 +183,7 @@ class Renderer(nn.Module):
         samples, world = self._samples(rays, t_all)
         out = self._field(samples, world, outputs, False, density_modifier, streams)
         comp = self._composite(out, r, s_all.shape[1], t_e[:, 1:] - t_e[:, :-1], t_all, outputs, background)
-        if "beta" in comp:
-            comp["beta"] = comp["beta"] + getattr(self.field, "beta_min", 0.0)
+        comp = self.field.adjust_render(comp)
         comp["t"] = t_all
         result.update(comp)
         if train:
@@ -273,12 +250,12 @@ class Renderer(nn.Module):
         """Field values (``density`` always, plus ``outputs``) at world points (P, 3).
 
         For 3D segmentation and editing: e.g. threshold the cosine of
-        ``features`` to a query and use it in a density modifier. Streams that
-        live in camera coordinates (NeuralDiff's actor) are not queried.
+        ``features`` to a query and use it in a density modifier. Bare world points
+        have no camera, so the field leaves out what lives in camera coordinates
+        (:meth:`n3f.fields.base.Field.at_points`: NeuralDiff's actor stream).
         """
         dev = next(self.field.parameters()).device
         pts = torch.as_tensor(np.asarray(points) if not isinstance(points, Tensor) else points, dtype=torch.float32)
-        kw = {"streams": ("static", "dynamic")} if "actor" in self.field.streams else {}
         parts: dict[str, list[Tensor]] = {}
         if len(pts) == 0:  # e.g. no opaque pixel in a barely trained field: empty results, not a missing key
             pts = torch.zeros((0, 3), dtype=torch.float32)
@@ -291,7 +268,7 @@ class Renderer(nn.Module):
                 frame=torch.full((n,), frame, dtype=torch.long, device=dev),
                 cam_positions=None,
             )
-            out = self.field(samples, outputs=tuple(outputs), **kw)
+            out = self.field.at_points(samples, outputs=tuple(outputs))
             for k, v in out.items():
                 parts.setdefault(k, []).append(v.float().cpu())
         return {k: torch.cat(v) for k, v in parts.items()}

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-KINDS = ("contract", "ndc")
+from n3f.render.settings import SPACE_KINDS as KINDS
 
 
 @dataclass
@@ -127,8 +127,8 @@ def space_for_scene(
         near = float(overrides.pop("ndc_near", max(float(np.percentile(bounds[:, 0], 5)) * 0.9, 1e-3)))
         return SceneSpace(
             kind="ndc",
-            ref_c2w=ref.tolist(),
-            ndc_scale=[float(2 * k[0, 0] / w), float(2 * k[1, 1] / h)],
+            ref_c2w=overrides.pop("ref_c2w", None) or ref.tolist(),
+            ndc_scale=overrides.pop("ndc_scale", None) or [float(2 * k[0, 0] / w), float(2 * k[1, 1] / h)],
             ndc_near=near,
             **overrides,
         )
@@ -147,8 +147,8 @@ def frustum_box(
     contain it all.
 
     Distance rather than depth: the corners of a far *plane* lie 1/cos(half diagonal field of
-    view) beyond the far depth, mostly empty space; leaving them to the contracted shell gives
-    the content 0.4 dB more held-out PSNR on toy_kitchen.
+    view) beyond the far depth, mostly empty space, better left to the contracted shell
+    (bench/NOTES.md).
     """
     h, w = image_size
     gx, gy = np.meshgrid(np.linspace(0, w, 5), np.linspace(0, h, 5))  # the far cap bulges between corners

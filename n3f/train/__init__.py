@@ -11,7 +11,7 @@ from typing import Any
 
 from n3f.train.config import TrainConfig, load_config
 
-_LAZY = {"distill": "n3f.train.loop", "pretrain_rgb": "n3f.train.loop",
+_LAZY = {"Trainer": "n3f.train.loop", "distill": "n3f.train.loop", "pretrain_rgb": "n3f.train.loop",
          "run_training": "n3f.train.loop"}
 
 
@@ -21,4 +21,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'n3f.train' has no attribute {name!r}")
 
 
-__all__ = ["TrainConfig", "distill", "load_config", "pretrain_rgb", "run_training"]
+__all__ = ["TrainConfig", "Trainer", "distill", "load_config", "pretrain_rgb", "run_training"]

@@ -1,40 +1,62 @@
 """Training settings: one dataclass, defaults per field, overridable from JSON/YAML or flags.
 
 Defaults for ``grid``/``neuraldiff`` are tuned for the built-in synthetic scenes
-on a CPU (see bench/results/training.md); ``nerf`` follows the paper
+on a CPU (bench/NOTES.md has the measurements); ``nerf`` follows the paper
 (lr 5e-4, feature weight 1e-3, 1k frozen steps).
+
+This module imports no torch: the Snakefile checks every stage's settings
+through it while it is parsed (``n3f.config_check``).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from n3f.errors import N3FInputError
+from n3f.fields.settings import (
+    FIELD_SETTINGS,
+    FieldSettings,
+    GridFieldConfig,
+    NeRFFieldConfig,
+    NeuralDiffFieldConfig,
+    check_overrides,
+    settings_for,
+)
+from n3f.render.settings import BACKGROUNDS, SamplerConfig, SpaceOverrides
 from n3f.settings import parse, setting
 
 FIELD_DEFAULTS: dict[str, dict[str, Any]] = {
-    # many small steps beat few large ones on a CPU (bench: 256 rays/step reaches 29.6 dB in the
-    # time 1024 rays/step reaches 27.6 dB)
-    # Step counts trade quality for the 15-minute CPU budget of the default pipeline
-    # (bench/NOTES.md): toy_static held-out PSNR 23.4 / 25.8 / 28.2 dB after 1000 / 2000 / 4000 steps.
+    # small batches, many steps: more quality per CPU second; steps fit the default
+    # pipeline's CPU budget (bench/NOTES.md, "Training defaults")
     "grid": {"lr": 1e-2, "feature_lambda": 1.0, "batch_rays": 256, "steps": 4000, "distill_steps": 2000},
-    # lr 2e-2: +0.6 dB held out on toy_kitchen at 2000 steps. Sparsity of the moving streams
-    # (their rendered opacity, fields/neuraldiff.py): 0.003 while fitting colour lets the actor's
-    # arm in (+0.7 dB held out over 0.01); 0.03 while distilling keeps static objects' features
-    # in the static stream, where they are consistent across frames (retrieval mAP 55.2 -> 59.2 at
-    # 1000 steps, PSNR 25.85 -> 25.33 dB); 1500 distillation steps win back PSNR (25.71 dB).
-    # bench/NOTES.md has the runs.
+    # lr and the moving streams' sparsity (low while fitting colour, so the actor is rendered;
+    # higher while distilling, so static objects keep their features in the static stream)
+    # were measured on toy_kitchen (bench/NOTES.md, "NeuralDiff on toy_kitchen" and "Training defaults")
     "neuraldiff": {
         "lr": 2e-2, "feature_lambda": 1.0, "batch_rays": 256, "steps": 2000, "distill_steps": 1500,
         "sparsity_lambda": 0.003, "distill_sparsity_lambda": 0.03,
     },
+    # the paper's recipe
     "nerf": {"lr": 5e-4, "feature_lambda": 1e-3, "batch_rays": 1024, "steps": 200_000, "distill_steps": 50_000},
 }
+"""Per-field defaults of the settings left at None; ``distill_<key>`` is the distillation stage's."""
+
+
+def stage_defaults(stage: str) -> dict[str, dict[str, Any]]:
+    """field -> its defaults for ``stage`` (``distill_<key>`` replaces ``<key>`` in distillation)."""
+    out = {}
+    for field, defaults in FIELD_DEFAULTS.items():
+        plain = {k: v for k, v in defaults.items() if not k.startswith("distill_")}
+        if stage == "distill":
+            plain.update({k[len("distill_"):]: v for k, v in defaults.items() if k.startswith("distill_")})
+        out[field] = plain
+    return out
 
 
 @dataclass
@@ -43,12 +65,21 @@ class TrainConfig:
 
     ``None`` means "the field's default for this stage" (:data:`FIELD_DEFAULTS`).
     Every value is type- and range-checked by :func:`n3f.settings.parse`.
+
+    ``field_config`` and ``sampler`` override defaults that depend on the field,
+    which a config's shared ``training:`` block and the distillation stage (it
+    continues with the stage-1 model's field) do not name: they are held as
+    given, checked key by key, until :meth:`resolved` turns them into the
+    field's settings dataclass and a :class:`~n3f.render.settings.SamplerConfig`.
+    ``field_config``, ``sampler`` and ``space`` shape a new model only; the
+    distillation stage keeps those of the model it continues.
     """
 
-    field: str = setting("grid", choices=tuple(FIELD_DEFAULTS))
+    field: str = setting("grid", choices=tuple(FIELD_SETTINGS))
     """Architecture: grid (tri-plane, default), nerf (the paper's), neuraldiff (egocentric video)."""
-    field_config: dict[str, Any] = setting(default_factory=dict)
-    """Keyword settings of the field's constructor (n3f/fields/<field>.py)."""
+    field_config: GridFieldConfig | NeRFFieldConfig | NeuralDiffFieldConfig | dict[str, Any] = setting(default_factory=dict)
+    """The field's settings (n3f/fields/settings.py): overrides of its defaults as given,
+    the field's settings dataclass once resolved() knows the field."""
     feature_dim: int = setting(64, min=1)
     """Feature channels of an RGB-stage field; distillation takes the feature store's channels."""
     steps: int | None = setting(None, min=1)
@@ -79,11 +110,12 @@ class TrainConfig:
     """Rays of one step come from this many random training frames."""
     frame_cache: int = setting(256, min=1)
     """Frames (RGB and feature grid) kept in memory (LRU)."""
-    sampler: dict[str, Any] = setting(default_factory=dict)
-    """Overrides of n3f.render.renderer.SamplerConfig (n_proposal, n_importance, n_uniform, ...)."""
-    space: dict[str, Any] = setting(default_factory=dict)
-    """Overrides of n3f.render.space.SceneSpace (kind, ndc_near, centre, radius, inner, ...)."""
-    background: str = setting("learned", choices=("learned", "black", "white"))
+    sampler: SamplerConfig | dict[str, Any] = setting(default_factory=dict)
+    """Samples per ray (n3f.render.settings.SamplerConfig: n_proposal, n_importance, ...): overrides
+    of the field's default sampler as given, the complete SamplerConfig once resolved."""
+    space: SpaceOverrides = setting(default_factory=SpaceOverrides)
+    """Overrides of the scene's space (n3f.render.settings.SpaceOverrides: kind, ndc_near, centre, radius, inner, ...)."""
+    background: str = setting("learned", choices=BACKGROUNDS)
     """Background model behind the field."""
     seed: int = setting(0, min=0)
     """Random seed of initialisation, batches and jitter."""
@@ -104,31 +136,65 @@ class TrainConfig:
     progress: bool = True
     """Progress bar on stderr."""
 
-    def resolved(self, stage: str = "rgb") -> "TrainConfig":
-        """Fill per-field (and per-stage: distillation is shorter) defaults for the fields left at None."""
+    def __post_init__(self) -> None:
+        self._check_nested("training settings")
+
+    def _check_nested(self, where: str) -> None:
+        """Check the nested settings (mappings as given) and type ``space``; errors name ``where``."""
+        if not isinstance(self.field_config, FieldSettings):
+            check_overrides(self.field_config, f"{where}.field_config")
+            self.field_config = dict(self.field_config)
+        if not isinstance(self.sampler, SamplerConfig):
+            parse(SamplerConfig, self.sampler, f"{where}.sampler")  # keys and values; defaults are the field's
+            self.sampler = dict(self.sampler)
+        if not isinstance(self.space, SpaceOverrides):
+            self.space = SpaceOverrides.from_dict(self.space, f"{where}.space")
+
+    def field_settings(self, where: str = "training settings") -> FieldSettings:
+        """``field``'s settings: its defaults with ``field_config`` applied."""
+        return settings_for(self.field, self.field_config, f"{where}.field_config")
+
+    def sampler_settings(self, where: str = "training settings") -> SamplerConfig:
+        """``field``'s default sampler with ``sampler`` applied."""
+        if isinstance(self.sampler, SamplerConfig):
+            return self.sampler
+        return SamplerConfig.for_field(FIELD_SETTINGS[self.field], self.sampler, f"{where}.sampler")
+
+    def resolved(self, stage: str = "rgb", where: str = "training settings") -> "TrainConfig":
+        """Fill per-field (and per-stage: distillation is shorter) defaults for the settings left
+        at None, and the field's complete settings and sampler for the overrides given."""
         if self.field not in FIELD_DEFAULTS:
             raise N3FInputError(f"field '{self.field}' unknown; use one of {sorted(FIELD_DEFAULTS)}.")
-        d = asdict(self)
-        defaults = dict(FIELD_DEFAULTS[self.field])
-        staged = {k[len("distill_"):]: defaults.pop(k) for k in list(defaults) if k.startswith("distill_")}
-        if stage == "distill":
-            defaults.update(staged)
-        for k, v in defaults.items():
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        for k, v in stage_defaults(stage)[self.field].items():
             if d.get(k) is None:
                 d[k] = v
         if d["sparsity_lambda"] is None:  # only fields with moving streams use it
             d["sparsity_lambda"] = 0.01
         if d["freeze_steps"] is None:
             d["freeze_steps"] = min(1000, d["steps"] // 4)
+        d["field_config"] = self.field_settings(where)
+        d["sampler"] = self.sampler_settings(where)
         return TrainConfig(**d)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain mapping (JSON-able): what ``from_dict`` reads back; ``space`` lists only the overrides set."""
+        d = asdict(self)
+        d["space"] = self.space.given()
+        return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], where: str = "training settings") -> "TrainConfig":
+    def from_dict(cls, d: Mapping[str, Any] | None, where: str = "training settings") -> "TrainConfig":
         """Parse settings, refusing unknown keys, wrong types and out-of-range values (named by ``where``)."""
-        return parse(cls, d, where)
+        if d is not None and not isinstance(d, Mapping):
+            raise N3FInputError(f"{where}: expected a mapping of setting -> value, got {type(d).__name__}.")
+        data = dict(d or {})
+        nested = {k: data.pop(k) for k in ("field_config", "sampler", "space") if k in data}
+        cfg = parse(cls, data, where)
+        for k, v in nested.items():
+            setattr(cfg, k, v)
+        cfg._check_nested(where)
+        return cfg
 
 
 def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> TrainConfig:

@@ -8,10 +8,12 @@
   trained) frozen for the first ``freeze_steps`` steps, so the untrained
   heads cannot pull geometry around through the rendering weights.
 
-Both use Adam with a short warm-up and cosine annealing, write
-``<out>/metrics/loss.csv``, checkpoint every ``checkpoint_every`` steps and on
-SIGTERM/SIGUSR1 (see :mod:`n3f.train.checkpoint`), resume from
-``<out>/checkpoint.pt``, and finish with ``model.pt`` and ``metrics.json``.
+Both run a :class:`Trainer`: Adam with a short warm-up and cosine annealing,
+``<out>/metrics/loss.csv``, a checkpoint every ``checkpoint_every`` steps and on
+SIGTERM/SIGUSR1 (see :mod:`n3f.train.checkpoint`), resumption from
+``<out>/checkpoint.pt``, and ``model.pt`` and ``metrics.json`` at the end.
+The loss is the same for every architecture, plus the regularisers a field
+declares (``Field.extra_losses``, weighed by ``Field.loss_weights``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Mapping
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +38,10 @@ from n3f.atomic import atomic_write_text
 from n3f.device import resolve_device
 from n3f.errors import N3FInputError
 from n3f.features.store import FeatureStore
-from n3f.fields import build_field
+from n3f.fields.registry import build_field
 from n3f.render.composite import distortion_loss
 from n3f.render.model_io import build_renderer, load_model_file, model_meta, save_model
-from n3f.render.renderer import Renderer, SamplerConfig
+from n3f.render.renderer import Renderer
 from n3f.render.space import space_for_scene
 from n3f.scene.store import SceneStore
 from n3f.train.checkpoint import (
@@ -50,7 +54,7 @@ from n3f.train.checkpoint import (
     rng_state,
     save_checkpoint,
 )
-from n3f.settings import check_known, parse, validate
+from n3f.settings import validate
 from n3f.train.config import TrainConfig
 from n3f.train.data import RaySampler
 from n3f.train.evaluate import evaluate, psnr
@@ -65,14 +69,11 @@ _RESUMABLE = {"checkpoint_every", "log_every", "eval_frames", "eval_chunk", "pro
 
 def new_renderer(scene: SceneStore, cfg: TrainConfig, feature_dim: int) -> Renderer:
     """A fresh renderer for ``scene`` with the configured field, space and sampler."""
-    from n3f.render.space import SceneSpace
-
     train = scene.split("train")
-    check_known("training settings: space", cfg.space, [f for f in SceneSpace.__dataclass_fields__])
-    parse(SamplerConfig, cfg.sampler, "training settings: sampler")
-    field = build_field(cfg.field, feature_dim, cfg.field_config, scene.timestamps, train)
-    space = space_for_scene(scene.attrs["layout"], scene.c2w, scene.intrinsics, scene.bounds, scene.image_size, **cfg.space)
-    return Renderer(field, space, SamplerConfig.for_field(field, cfg.sampler), cfg.background)
+    field = build_field(cfg.field, feature_dim, cfg.field_settings(), scene.timestamps, train)
+    space = space_for_scene(scene.attrs["layout"], scene.c2w, scene.intrinsics, scene.bounds, scene.image_size,
+                            **cfg.space.given())
+    return Renderer(field, space, cfg.sampler_settings(), cfg.background)
 
 
 def adam_kwargs(device: torch.device) -> dict[str, Any]:
@@ -101,7 +102,8 @@ def renderer_from_init(init: str | Path, feature_dim: int) -> tuple[Renderer, di
     return renderer, meta
 
 
-def _lr_lambda(cfg: TrainConfig):
+def lr_lambda(cfg: TrainConfig):
+    """Learning-rate factor per step: linear warm-up, then cosine annealing to ``lr_final_factor``."""
     def f(step: int) -> float:
         warm = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
         prog = min(1.0, step / max(1, cfg.steps))
@@ -110,7 +112,15 @@ def _lr_lambda(cfg: TrainConfig):
     return f
 
 
-def _loss(out: dict[str, Any], rgb: torch.Tensor, feats: torch.Tensor | None, cfg: TrainConfig) -> tuple[torch.Tensor, dict[str, float]]:
+def training_loss(
+    out: dict[str, Any], rgb: torch.Tensor, feats: torch.Tensor | None, cfg: TrainConfig,
+    extra_weights: Mapping[str, float],
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The loss of one batch and its terms (floats, for the log).
+
+    ``out`` is ``Renderer.render_rays(..., train=True)``; ``extra_weights`` weighs
+    each of the field's own losses (``out["losses"]``), from ``Field.loss_weights``.
+    """
     mse = ((out["rgb"] - rgb) ** 2).mean()
     if "beta" in out and cfg.uncertainty_loss:  # NeRF-W / NeuralDiff: residual weighted by predicted uncertainty
         beta = out["beta"]
@@ -126,8 +136,7 @@ def _loss(out: dict[str, Any], rgb: torch.Tensor, feats: torch.Tensor | None, cf
         loss = loss + cfg.feature_lambda * floss
         parts["feature_mse"] = fmse.item()
     for name, value in out.get("losses", {}).items():
-        if name == "sparsity":
-            loss = loss + cfg.sparsity_lambda * value
+        loss = loss + extra_weights[name] * value
     if cfg.distortion_lambda:  # computed only when asked for: off by default
         loss = loss + cfg.distortion_lambda * distortion_loss(out["weights"], out["s_edges"])
     parts["loss"] = loss.item()
@@ -159,6 +168,203 @@ class _LossLog:
         self._fh.close()
 
 
+class Trainer:
+    """One training stage ("rgb" or "distill") into ``out_dir``.
+
+    :meth:`setup` opens the inputs and builds the renderer, optimiser and RNGs;
+    :meth:`resume` continues a checkpoint of the same run; :meth:`step` is one
+    optimisation step; :meth:`train` steps to the end of the schedule with the
+    loss log, progress bar, periodic checkpoints and stop signals; :meth:`finish`
+    evaluates and writes ``model.pt`` and ``metrics.json``.
+
+    A checkpoint belongs to one run: :attr:`run` holds the stage, the settings as
+    requested (minus those in ``_RESUMABLE``) and a fingerprint of every input.
+    """
+
+    def __init__(
+        self,
+        stage: str,
+        scene_path: str | Path,
+        out_dir: str | Path,
+        cfg: TrainConfig,
+        features_path: str | Path | None = None,
+        init: str | Path | None = None,
+    ):
+        self.stage = stage
+        self.scene_path = scene_path
+        self.out_dir = Path(out_dir)
+        self.given = cfg
+        self.features_path = features_path
+        self.init = init
+        self.ckpt_path = self.out_dir / CHECKPOINT
+        self.steps_done, self.elapsed, self.last_saved = 0, 0.0, 0
+
+    # -- setup -------------------------------------------------------------
+    def setup(self) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.scene = SceneStore(self.scene_path)
+        self.features = FeatureStore(self.features_path) if self.features_path is not None else None
+        if self.stage == "distill" and (self.features is None or self.init is None):
+            raise N3FInputError("distill needs --features (teacher feature store) and --init (the RGB model).")
+        cfg = self.given
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)  # before the renderer: its initialisation draws from it
+
+        if self.init is not None:
+            self.renderer, init_meta = renderer_from_init(self.init, self.features.channels if self.features is not None else 64)
+            cfg = replace(cfg, field=init_meta["field"])
+        else:
+            self.renderer = new_renderer(self.scene, cfg, self.features.channels if self.features is not None else cfg.feature_dim)
+        self.requested = cfg.to_dict()  # as asked for: what a resumed run must agree with
+        self.cfg = cfg = cfg.resolved(self.stage)
+        validate(cfg, "training settings")
+        self.renderer.to(self.device).train()
+
+        self.train_frames = self.scene.split("train")
+        self.rays = RaySampler(self.scene, self.train_frames, self.features, cfg.frames_per_step, cfg.frame_cache,
+                               cfg.feature_sampling)
+        groups = self.renderer.field.param_groups(cfg.lr)
+        if self.renderer.background is not None:
+            groups.append({"params": list(self.renderer.background.parameters()), "lr": cfg.lr, "name": "background"})
+        self.optim = torch.optim.Adam(groups, lr=cfg.lr, eps=cfg.adam_eps, **adam_kwargs(self.device))
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.optim, lr_lambda(cfg))
+        self.np_rng = np.random.default_rng(cfg.seed)
+        self.gen = torch.Generator().manual_seed(cfg.seed + 1)
+
+        # what a checkpoint must share with this run to be resumed: stage, settings, inputs
+        init_file = Path(self.init) / "model.pt" if self.init is not None and Path(self.init).is_dir() else self.init
+        inputs = {"scene": self.scene_path, "features": self.features_path, "init": init_file}
+        self.run = {
+            "stage": self.stage,
+            "settings": {k: v for k, v in self.requested.items() if k not in _RESUMABLE},
+            "inputs": {k: fingerprint(p) for k, p in inputs.items() if p is not None},
+        }
+        self.meta = model_meta(self.renderer, self.scene.timestamps, self.train_frames, stage=self.stage, scene=self.scene.name)
+        self.with_features = self.stage == "distill"
+        self.outputs = ("rgb", "features") if self.with_features else ("rgb",)
+        self.feature_ids = {id(p) for p in self.renderer.feature_parameters()}
+        self.freeze_steps = cfg.freeze_steps if self.with_features else 0
+        self.loss_weights = self.renderer.field.loss_weights(cfg)
+        self.amp = cfg.amp and self.device.type == "cuda"
+
+    def resume(self) -> None:
+        """Continue from ``checkpoint.pt`` if it belongs to this run (else it is discarded or set aside)."""
+        ckpt = load_checkpoint(self.ckpt_path, self.run)
+        if ckpt is not None:
+            self.renderer.load_state_dict(ckpt["renderer"])
+            self.optim.load_state_dict(ckpt["optimizer"])
+            self.sched.load_state_dict(ckpt["scheduler"])
+            restore_rng(ckpt["rng"], self.np_rng, self.gen)
+            self.steps_done, self.elapsed = int(ckpt["step"]), float(ckpt["elapsed_s"])
+            log.info("resuming from %s at step %d", self.ckpt_path, self.steps_done)
+        self.last_saved = self.steps_done
+
+    # -- steps -------------------------------------------------------------
+    def _set_frozen(self, frozen: bool) -> None:
+        """Frozen: only the feature heads train (the start of distillation)."""
+        for p in self.renderer.parameters():
+            p.requires_grad_(not frozen or id(p) in self.feature_ids)
+
+    def step(self) -> dict[str, float]:
+        """One optimisation step; returns its loss terms. A non-finite loss stops the stage
+        (:class:`N3FInputError` naming the step) before the optimiser applies it."""
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        if self.steps_done == self.freeze_steps:
+            self._set_frozen(False)
+        rays, rgb, feats = self.rays.sample(cfg.batch_rays, self.np_rng, self.with_features)
+        rays, rgb = rays.to(self.device), rgb.to(self.device)
+        feats = feats.to(self.device) if feats is not None else None
+        with torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext():
+            out = self.renderer.render_rays(rays, self.outputs, train=True, generator=self.gen)
+        loss, parts = training_loss(out, rgb, feats, cfg, self.loss_weights)
+        if not math.isfinite(parts["loss"]):
+            raise N3FInputError(_non_finite_message(self.stage, self.steps_done + 1, parts, cfg, self.ckpt_path, self.last_saved))
+        self.optim.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optim.step()
+        self.sched.step()
+        self.steps_done += 1
+        self.elapsed += time.perf_counter() - t0
+        return parts
+
+    def checkpoint(self) -> None:
+        save_checkpoint(
+            self.ckpt_path,
+            {
+                **self.run,
+                "step": self.steps_done,
+                "elapsed_s": self.elapsed,
+                "config": self.cfg.to_dict(),
+                "requested": self.requested,
+                "renderer": self.renderer.state_dict(),
+                "optimizer": self.optim.state_dict(),
+                "scheduler": self.sched.state_dict(),
+                "rng": rng_state(self.np_rng, self.gen),
+                "meta": self.meta,
+            },
+        )
+        self.last_saved = self.steps_done
+
+    def train(self) -> None:
+        """Step to ``cfg.steps``: loss log, progress, periodic checkpoints, and on SIGTERM/SIGUSR1 a
+        checkpoint and :class:`TrainingInterrupted`. Ends with a checkpoint of the last step."""
+        cfg = self.cfg
+        loss_log = _LossLog(self.out_dir / "metrics" / "loss.csv", self.steps_done)
+        bar = tqdm(
+            total=cfg.steps, initial=self.steps_done, desc=f"{self.stage} {self.scene.name}", disable=not cfg.progress,
+            mininterval=1.0 if sys.stderr.isatty() else 30.0, file=sys.stderr,
+        )
+        self._set_frozen(self.steps_done < self.freeze_steps)
+        try:
+            with StopFlag() as stop:
+                while self.steps_done < cfg.steps:
+                    parts = self.step()
+                    step = self.steps_done
+                    if step % cfg.log_every == 0 or step == cfg.steps:
+                        row = {"step": step, **parts, "psnr": psnr(parts["rgb_mse"]), "lr": self.sched.get_last_lr()[0],
+                               "elapsed_s": self.elapsed}
+                        loss_log.write(row)
+                        bar.set_postfix(loss=f"{parts['loss']:.4f}", psnr=f"{row['psnr']:.2f}", refresh=False)
+                    bar.update(1)
+                    if stop.signum is not None:
+                        self.checkpoint()
+                        raise TrainingInterrupted(stop.signum, step)
+                    if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
+                        self.checkpoint()
+                self.checkpoint()
+        finally:
+            bar.close()
+            loss_log.close()
+
+    # -- outputs -----------------------------------------------------------
+    def finish(self) -> dict[str, Any]:
+        """Evaluate on held-out frames, write ``model.pt`` and ``metrics.json``, delete the checkpoint."""
+        cfg = self.cfg
+        self._set_frozen(False)
+        metrics = evaluate(
+            self.renderer, self.scene, self.features if self.with_features else None, max_frames=cfg.eval_frames,
+            feature_mode=cfg.feature_sampling, chunk=cfg.eval_chunk,
+        )
+        metrics = {
+            "stage": self.stage,
+            "field": cfg.field,
+            "scene": self.scene.name,
+            "steps": self.steps_done,
+            "train_time_s": round(self.elapsed, 2),
+            "rays_per_s": round(self.steps_done * cfg.batch_rays / max(self.elapsed, 1e-9), 1),
+            "device": str(self.device),
+            **metrics,
+        }
+        save_model(self.renderer, self.out_dir / "model.pt", {**self.meta, "step": self.steps_done})
+        atomic_write_text(self.out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+        # finished: the resume state (optimiser moments, 3x the model) has done its job
+        self.ckpt_path.unlink(missing_ok=True)
+        return metrics
+
+
 def run_training(
     stage: str,
     scene_path: str | Path,
@@ -168,148 +374,11 @@ def run_training(
     init: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train one stage ("rgb" or "distill") into ``out_dir``; returns the metrics written to metrics.json."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    scene = SceneStore(scene_path)
-    features = FeatureStore(features_path) if features_path is not None else None
-    if stage == "distill" and (features is None or init is None):
-        raise N3FInputError("distill needs --features (teacher feature store) and --init (the RGB model).")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-
-    if init is not None:
-        renderer, init_meta = renderer_from_init(init, features.channels if features is not None else 64)
-        cfg = TrainConfig(**{**cfg.to_dict(), "field": init_meta["field"]})
-    else:
-        renderer = new_renderer(scene, cfg, features.channels if features is not None else cfg.feature_dim)
-    requested = cfg.to_dict()  # as asked for: what a resumed run must agree with
-    cfg = cfg.resolved(stage)
-    validate(cfg, "training settings")
-    renderer.to(device).train()
-
-    train_frames = scene.split("train")
-    sampler = RaySampler(scene, train_frames, features, cfg.frames_per_step, cfg.frame_cache, cfg.feature_sampling)
-    groups = renderer.field.param_groups(cfg.lr)
-    if renderer.background is not None:
-        groups.append({"params": list(renderer.background.parameters()), "lr": cfg.lr, "name": "background"})
-    optim = torch.optim.Adam(groups, lr=cfg.lr, eps=cfg.adam_eps, **adam_kwargs(device))
-    sched = torch.optim.lr_scheduler.LambdaLR(optim, _lr_lambda(cfg))
-    np_rng = np.random.default_rng(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed + 1)
-
-    ckpt_path = out_dir / CHECKPOINT
-    step, elapsed = 0, 0.0
-    # what a checkpoint must share with this run to be resumed: stage, settings, inputs
-    init_file = Path(init) / "model.pt" if init is not None and Path(init).is_dir() else init
-    inputs = {"scene": scene_path, "features": features_path, "init": init_file}
-    run = {
-        "stage": stage,
-        "settings": {k: v for k, v in requested.items() if k not in _RESUMABLE},
-        "inputs": {k: fingerprint(p) for k, p in inputs.items() if p is not None},
-    }
-    ckpt = load_checkpoint(ckpt_path, run)
-    if ckpt is not None:
-        renderer.load_state_dict(ckpt["renderer"])
-        optim.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        restore_rng(ckpt["rng"], np_rng, gen)
-        step, elapsed = int(ckpt["step"]), float(ckpt["elapsed_s"])
-        log.info("resuming from %s at step %d", ckpt_path, step)
-    last_saved = step
-
-    meta = model_meta(renderer, scene.timestamps, train_frames, stage=stage, scene=scene.name)
-    with_features = stage == "distill"
-    outputs = ("rgb", "features") if with_features else ("rgb",)
-    feat_ids = {id(p) for p in renderer.feature_parameters()}
-    freeze_steps = cfg.freeze_steps if with_features else 0
-
-    def set_frozen(frozen: bool) -> None:
-        for p in renderer.parameters():
-            p.requires_grad_(not frozen or id(p) in feat_ids)
-
-    def checkpoint() -> None:
-        nonlocal last_saved
-        save_checkpoint(
-            ckpt_path,
-            {
-                **run,
-                "step": step,
-                "elapsed_s": elapsed,
-                "config": cfg.to_dict(),
-                "requested": requested,
-                "renderer": renderer.state_dict(),
-                "optimizer": optim.state_dict(),
-                "scheduler": sched.state_dict(),
-                "rng": rng_state(np_rng, gen),
-                "meta": meta,
-            },
-        )
-        last_saved = step
-
-    amp = cfg.amp and device.type == "cuda"
-    loss_log = _LossLog(out_dir / "metrics" / "loss.csv", step)
-    bar = tqdm(
-        total=cfg.steps, initial=step, desc=f"{stage} {scene.name}", disable=not cfg.progress,
-        mininterval=1.0 if sys.stderr.isatty() else 30.0, file=sys.stderr,
-    )
-    set_frozen(step < freeze_steps)
-    try:
-        with StopFlag() as stop:
-            while step < cfg.steps:
-                t0 = time.perf_counter()
-                if step == freeze_steps:
-                    set_frozen(False)
-                rays, rgb, feats = sampler.sample(cfg.batch_rays, np_rng, with_features)
-                rays, rgb = rays.to(device), rgb.to(device)
-                feats = feats.to(device) if feats is not None else None
-                with torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext():
-                    out = renderer.render_rays(rays, outputs, train=True, generator=gen)
-                loss, parts = _loss(out, rgb, feats, cfg)
-                if not math.isfinite(parts["loss"]):
-                    raise N3FInputError(_non_finite_message(stage, step + 1, parts, cfg, ckpt_path, last_saved))
-                optim.zero_grad(set_to_none=True)
-                loss.backward()
-                optim.step()
-                sched.step()
-                step += 1
-                elapsed += time.perf_counter() - t0
-                if step % cfg.log_every == 0 or step == cfg.steps:
-                    row = {"step": step, **parts, "psnr": psnr(parts["rgb_mse"]), "lr": sched.get_last_lr()[0], "elapsed_s": elapsed}
-                    loss_log.write(row)
-                    bar.set_postfix(loss=f"{parts['loss']:.4f}", psnr=f"{row['psnr']:.2f}", refresh=False)
-                bar.update(1)
-                if stop.signum is not None:
-                    checkpoint()
-                    raise TrainingInterrupted(stop.signum, step)
-                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
-                    checkpoint()
-            checkpoint()
-    finally:
-        bar.close()
-        loss_log.close()
-
-    set_frozen(False)
-    metrics = evaluate(
-        renderer, scene, features if with_features else None, max_frames=cfg.eval_frames,
-        feature_mode=cfg.feature_sampling, chunk=cfg.eval_chunk,
-    )
-    metrics = {
-        "stage": stage,
-        "field": cfg.field,
-        "scene": scene.name,
-        "steps": step,
-        "train_time_s": round(elapsed, 2),
-        "rays_per_s": round(step * cfg.batch_rays / max(elapsed, 1e-9), 1),
-        "device": str(device),
-        **metrics,
-    }
-    save_model(renderer, out_dir / "model.pt", {**meta, "step": step})
-    atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    # finished: the resume state (optimiser moments, 3x the model) has done its job
-    ckpt_path.unlink(missing_ok=True)
-    return metrics
+    trainer = Trainer(stage, scene_path, out_dir, cfg, features_path=features_path, init=init)
+    trainer.setup()
+    trainer.resume()
+    trainer.train()
+    return trainer.finish()
 
 
 def _non_finite_message(stage: str, step: int, parts: dict[str, float], cfg: TrainConfig, ckpt: Path, saved: int) -> str:

@@ -91,7 +91,7 @@ def _options_table(options: dict[str, Any]) -> str:
 
 def render() -> str:
     """The whole reference, as Markdown."""
-    from n3f.render.renderer import SamplerConfig
+    from n3f.render.settings import SamplerConfig, SpaceOverrides
     from n3f.scene.sources import FRAME_OPTIONS, SFM_OPTIONS, SOURCES
     from n3f.teachers.settings import TeacherSettings
     from n3f.train.config import FIELD_DEFAULTS, TrainConfig
@@ -140,9 +140,13 @@ def render() -> str:
         "",
         dataclass_table(TrainConfig),
         "",
-        "### `sampler:` (`n3f.render.renderer.SamplerConfig`)",
+        "### `sampler:` (`n3f.render.settings.SamplerConfig`)",
         "",
         dataclass_table(SamplerConfig),
+        "",
+        "### `space:` (`n3f.render.settings.SpaceOverrides`)",
+        "",
+        dataclass_table(SpaceOverrides),
         "",
     ]
     out += _field_sections()

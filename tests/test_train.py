@@ -1,7 +1,7 @@
 """Training end to end on small synthetic scenes: quality, freezing, checkpoints, SIGTERM resume.
 
 Scenes come from :mod:`n3f.synthetic` at 64 x 48 pixels; the teacher is the
-mask-derived stand-in of :mod:`n3f.train.mask_features` (real store format).
+mask-derived stand-in of :mod:`n3f.teachers.mask` (real store format).
 The thresholds are set for these small, short runs (the full-size targets are
 measured by bench/bench_training.py): a trainer that does not learn geometry
 (mean colour: ~12 dB) or features (cosine ~0.3) fails them by a wide margin.
@@ -257,7 +257,7 @@ def test_cli_lists_fields_and_default_steps_from_the_settings():
     for name, d in FIELD_DEFAULTS.items():
         assert f"{name} {d['steps']}" in helps["rgb"] and f"{name} {d['distill_steps']}" in helps["distill"]
     schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
-    assert schema["properties"]["fields"]["items"]["enum"] == list(FIELD_SETTINGS)
+    assert schema["$defs"]["field"]["enum"] == list(FIELD_SETTINGS)
 
 
 def test_trainer_steps_compose_to_run_training(scenes, tmp_path):

@@ -35,6 +35,7 @@ def run(tmp_path_factory) -> dict[str, Path]:
     from n3f.tasks.editing import evaluate_editing
     from n3f.tasks.retrieval import evaluate_retrieval, write_outputs
     from n3f.tasks.segment3d import evaluate_segment3d
+    from n3f.tasks.settings import SelectionSettings
 
     root = tmp_path_factory.mktemp("report")
     tiny = make_tiny(root)
@@ -47,9 +48,10 @@ def run(tmp_path_factory) -> dict[str, Path]:
     write_outputs(rows, summary, folder / "retrieval_rows.csv", folder / "retrieval.json")
     objects = SceneStore(tiny["scene"]).object_names[:2]
     inputs = load_inputs(tiny["scene"], tiny["features"], folder / "model.pt")
-    evaluate_segment3d(inputs, folder / "segment3d", objects=objects, max_frames=1)
-    evaluate_editing(inputs, folder / "edit", objects=objects, max_frames=1)
-    evaluate_amodal(inputs, folder / "amodal", objects=objects, max_frames=1)
+    selection = SelectionSettings(objects=objects)
+    evaluate_segment3d(inputs, folder / "segment3d", selection=selection, max_frames=1)
+    evaluate_editing(inputs, folder / "edit", selection=selection, max_frames=1)
+    evaluate_amodal(inputs, folder / "amodal", selection=selection, max_frames=1)
     return {**tiny, "folder": folder, "report": root / "tiny_tasks" / "report.md"}
 
 

@@ -225,6 +225,7 @@ def test_locality_leaves_a_far_look_alike_alone(tiny, tmp_path):
 
     from n3f.tasks.common import load_inputs
     from n3f.tasks.selection import object_queries
+    from n3f.tasks.settings import SelectionSettings
     from n3f.teachers.mask import write_mask_features
 
     st = SceneStore(tiny["scene"])
@@ -237,7 +238,7 @@ def test_locality_leaves_a_far_look_alike_alone(tiny, tmp_path):
     features = write_mask_features(tiny["scene"], tmp_path / "twins.zarr", patch=4, codes=codes)
     inputs = load_inputs(tiny["scene"], features, train_tiny(tiny["scene"], features, tmp_path, steps=200), "cpu")
 
-    (local,), _ = object_queries(inputs, [query], locality=LOCALITY)
+    (local,), _ = object_queries(inputs, SelectionSettings(objects=[query], locality=LOCALITY))
     assert local.region is not None and local.threshold > 0 and local.row()["region"]["margin"] == LOCALITY
     mq, mt = (st.masks(frame, "modal")[names.index(o)] for o in (query, twin))
     assert mq.sum() > 10 and mt.sum() > 10

@@ -2,12 +2,18 @@
 
 Each reads a synthetic scene store, its teacher feature store and a distilled
 ``model.pt``, and writes a JSON of scores (``segment3d.json``, ``edit.json``,
-``amodal.json``; atomic) plus PNG/PLY artefacts into ``--out``.
+``amodal.json``; atomic) plus PNG/PLY artefacts into ``--out``. The
+selection flags (shared by all three, :func:`_common`) become one
+:class:`n3f.tasks.settings.SelectionSettings` (:func:`selection_settings`).
 """
 
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from n3f.tasks.settings import SelectionSettings
 
 
 def _inputs(args: argparse.Namespace):
@@ -20,25 +26,30 @@ def _inputs(args: argparse.Namespace):
     return load_inputs(args.scene, args.features, args.model, args.device, chunk=args.chunk)
 
 
+def selection_settings(args: argparse.Namespace) -> "SelectionSettings":
+    """The selection flags of :func:`_common` as one checked :class:`SelectionSettings`."""
+    from n3f.settings import parse
+    from n3f.tasks.settings import SelectionSettings
+
+    return parse(SelectionSettings, {"objects": args.objects, "feature_threshold": args.feature_threshold,
+                                     "density_threshold": args.density_threshold, "locality": args.locality,
+                                     "descriptor": args.descriptor}, "selection")
+
+
 def run_segment3d(args: argparse.Namespace) -> None:
     from n3f.tasks.segment3d import evaluate_segment3d
 
-    s = evaluate_segment3d(
-        _inputs(args), args.out, objects=args.objects, feature_threshold=args.feature_threshold,
-        density_threshold=args.density_threshold, locality=args.locality, opacity_threshold=args.opacity_threshold,
-        tolerance=args.tolerance, max_frames=args.max_frames, source=args.descriptor,
-    )
+    selection = selection_settings(args)
+    s = evaluate_segment3d(_inputs(args), args.out, selection=selection, opacity_threshold=args.opacity_threshold,
+                           tolerance=args.tolerance, max_frames=args.max_frames)
     print(f"[eval_segment3d {s['scene']}] precision {s['mean_precision']:.3f}, recall {s['mean_recall']:.3f}")
 
 
 def run_edit(args: argparse.Namespace) -> None:
     from n3f.tasks.editing import evaluate_editing
 
-    s = evaluate_editing(
-        _inputs(args), args.out, objects=args.objects, feature_threshold=args.feature_threshold,
-        density_threshold=args.density_threshold, locality=args.locality, max_frames=args.max_frames,
-        source=args.descriptor,
-    )
+    selection = selection_settings(args)
+    s = evaluate_editing(_inputs(args), args.out, selection=selection, max_frames=args.max_frames)
     print(f"[eval_edit {s['scene']}] masked PSNR edited {s['mean_masked_psnr_edited']:.2f} dB, "
           f"unedited {s['mean_masked_psnr_unedited']:.2f} dB")
 
@@ -46,11 +57,9 @@ def run_edit(args: argparse.Namespace) -> None:
 def run_amodal(args: argparse.Namespace) -> None:
     from n3f.tasks.amodal import evaluate_amodal
 
-    s = evaluate_amodal(
-        _inputs(args), args.out, objects=args.objects, feature_threshold=args.feature_threshold,
-        density_threshold=args.density_threshold, locality=args.locality, opacity_threshold=args.opacity_threshold,
-        max_frames=args.max_frames, source=args.descriptor,
-    )
+    selection = selection_settings(args)
+    s = evaluate_amodal(_inputs(args), args.out, selection=selection, opacity_threshold=args.opacity_threshold,
+                        max_frames=args.max_frames)
     print(f"[eval_amodal {s['scene']}] IoU N3F {s['mean_iou_n3f']:.3f}, teacher (best threshold) "
           f"{s['mean_iou_teacher_best']:.3f}")
 
@@ -63,7 +72,7 @@ def _positive(text: str) -> float:
 
 
 def _common(p: argparse.ArgumentParser, max_frames: int) -> None:
-    from n3f.tasks.defaults import DENSITY_THRESHOLD, FEATURE_THRESHOLD, LOCALITY
+    from n3f.tasks.defaults import DENSITY_THRESHOLD, DESCRIPTOR, DESCRIPTORS, FEATURE_THRESHOLD, LOCALITY
 
     p.add_argument("--scene", required=True, help="synthetic scene store (needs attrs geometry/synthetic)")
     p.add_argument("--features", required=True, help="teacher feature store")
@@ -81,7 +90,7 @@ def _common(p: argparse.ArgumentParser, max_frames: int) -> None:
                           "points can match, so look-alike objects elsewhere are left alone (default: %(default)s)")
     loc.add_argument("--no-locality", dest="locality", action="store_const", const=None,
                      help="select by features alone, anywhere in the scene (the paper's selection)")
-    p.add_argument("--descriptor", choices=["n3f", "teacher"], default="n3f",
+    p.add_argument("--descriptor", choices=list(DESCRIPTORS), default=DESCRIPTOR,
                    help="features the query descriptor is averaged from (query-frame mask)")
     p.add_argument("--max-frames", type=int, default=max_frames, help="evaluation frames per object")
     p.add_argument("--chunk", type=int, default=None, help="rays per render pass (default: 512 on CPU, 16384 on GPU)")

@@ -32,15 +32,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
 from n3f.metrics import best_threshold_iou, iou
 from n3f.tasks.common import Inputs, eval_frames, means, write_json, write_png
-from n3f.tasks.defaults import DENSITY_THRESHOLD, FEATURE_THRESHOLD, LOCALITY, OPACITY_THRESHOLD
+from n3f.tasks.defaults import OPACITY_THRESHOLD
 from n3f.tasks.descriptors import cosine_distance_map
-from n3f.tasks.selection import AUTO, descriptor, object_queries, selection_info
+from n3f.tasks.selection import descriptor, object_queries, selection_info
+from n3f.tasks.settings import SelectionSettings
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +81,14 @@ def evaluate_amodal(
     inputs: Inputs,
     out_dir: str | Path,
     *,
-    objects: Iterable[str] | None = None,
-    feature_threshold: float | None = FEATURE_THRESHOLD,
-    density_threshold: float = DENSITY_THRESHOLD,
-    locality: float | None = LOCALITY,
+    selection: SelectionSettings = SelectionSettings(),
     opacity_threshold: float = OPACITY_THRESHOLD,
     max_frames: int = 4,
-    source: str = "n3f",
 ) -> dict[str, Any]:
+    """Render each selected object alone and score its amodal mask against the teacher's; returns the summary.
+
+    ``selection``: which objects, and how their samples are selected (:class:`SelectionSettings`).
+    """
     st = inputs.store
     if not st.has_amodal:
         from n3f.errors import N3FInputError
@@ -95,8 +96,7 @@ def evaluate_amodal(
         raise N3FInputError(f"{st.path}: no amodal masks; amodal segmentation cannot be scored.")
     out_dir = Path(out_dir)
     frames = eval_frames(st, max(max_frames * 4, max_frames))
-    queries, rows = object_queries(inputs, objects, source=source, feature_threshold=feature_threshold,
-                                   density_threshold=density_threshold, locality=locality)
+    queries, rows = object_queries(inputs, selection)
     for oq in queries:
         obj, k = oq.name, oq.index
         desc_t = descriptor(inputs, obj, "teacher")[0]  # same query frame and mask as oq
@@ -128,10 +128,9 @@ def evaluate_amodal(
     summary = {
         "task": "amodal",
         "scene": st.name,
-        "descriptor_source": source,
-        "selection": selection_info(locality),
-        "thresholds": {"feature_distance": AUTO if feature_threshold is None else feature_threshold, "density": density_threshold,
-                       "opacity": opacity_threshold,
+        "descriptor_source": selection.descriptor,
+        "selection": selection_info(selection.locality),
+        "thresholds": {**selection.thresholds(), "opacity": opacity_threshold,
                        "baseline": "best of grid per (object, frame)", "grid": list(BASELINE_GRID)},
         "objects": rows,
         **means(rows, keys),

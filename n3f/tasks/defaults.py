@@ -1,5 +1,7 @@
 """Default thresholds of the task commands, in a module without torch so that ``n3f --help`` stays light.
 
+The selection defaults feed :class:`n3f.tasks.settings.SelectionSettings`.
+
 Where each comes from (fixed in advance, or tuned on which scene) is in
 ``bench/NOTES.md`` ("Task selection defaults").
 """
@@ -14,4 +16,6 @@ OPACITY_THRESHOLD = 0.5  # a pixel is back-projected / counted as covered at thi
 FEATURE_THRESHOLD = None  # None: calibrated per object (n3f.tasks.selection.calibrate_on_query)
 DENSITY_THRESHOLD = 0.1  # per normalised unit: <1% opacity over 0.1 units; sparser samples never match
 LOCALITY = 0.15  # normalised units: region margin around the query's surface points (None: features only)
+DESCRIPTORS = ("n3f", "teacher")  # where a query descriptor's features come from (rendered N3F / teacher)
+DESCRIPTOR = "n3f"
 TOLERANCE = 0.03  # normalised units: 3D segmentation distance tolerance (~1.5 pixels at 64 x 48)

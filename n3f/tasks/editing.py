@@ -41,14 +41,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
 from n3f.metrics import PSNR_CAP, psnr, to_unit_float
 from n3f.tasks.common import Inputs, eval_frames, gt_view, means, write_json, write_png
-from n3f.tasks.defaults import DENSITY_THRESHOLD, FEATURE_THRESHOLD, LOCALITY
-from n3f.tasks.selection import AUTO, object_queries, selection_info
+from n3f.tasks.selection import object_queries, selection_info
+from n3f.tasks.settings import SelectionSettings
 
 log = logging.getLogger(__name__)
 
@@ -78,18 +78,17 @@ def evaluate_editing(
     inputs: Inputs,
     out_dir: str | Path,
     *,
-    objects: Iterable[str] | None = None,
-    feature_threshold: float | None = FEATURE_THRESHOLD,
-    density_threshold: float = DENSITY_THRESHOLD,
-    locality: float | None = LOCALITY,
+    selection: SelectionSettings = SelectionSettings(),
     max_frames: int = 2,
-    source: str = "n3f",
 ) -> dict[str, Any]:
+    """Remove each selected object, re-render and score; returns the summary written as JSON.
+
+    ``selection``: which objects, and how their samples are selected (:class:`SelectionSettings`).
+    """
     st = inputs.store
     out_dir = Path(out_dir)
     frames = eval_frames(st, max_frames * 4)  # thinned further per object to frames where it is visible
-    queries, rows = object_queries(inputs, objects, source=source, feature_threshold=feature_threshold,
-                                   density_threshold=density_threshold, locality=locality)
+    queries, rows = object_queries(inputs, selection)
     for oq in queries:
         obj, k = oq.name, oq.index
         visible = [f for f in frames if st.masks(f, "amodal")[k].any()][:max_frames]
@@ -114,10 +113,9 @@ def evaluate_editing(
     summary = {
         "task": "edit",
         "scene": st.name,
-        "descriptor_source": source,
-        "selection": selection_info(locality),
-        "thresholds": {"feature_distance": AUTO if feature_threshold is None else feature_threshold,
-                       "density": density_threshold},
+        "descriptor_source": selection.descriptor,
+        "selection": selection_info(selection.locality),
+        "thresholds": selection.thresholds(),
         "psnr_cap": PSNR_CAP,
         "objects": rows,
         **means(rows, SCORES),

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -53,8 +53,9 @@ from n3f.tasks.common import (
     write_json,
     write_ply,
 )
-from n3f.tasks.defaults import DENSITY_THRESHOLD, FEATURE_THRESHOLD, LOCALITY, OPACITY_THRESHOLD, TOLERANCE
-from n3f.tasks.selection import AUTO, object_queries, selection_info, surface_points
+from n3f.tasks.defaults import OPACITY_THRESHOLD, TOLERANCE
+from n3f.tasks.selection import object_queries, selection_info, surface_points
+from n3f.tasks.settings import SelectionSettings
 
 log = logging.getLogger(__name__)
 
@@ -65,25 +66,23 @@ def evaluate_segment3d(
     inputs: Inputs,
     out_dir: str | Path,
     *,
-    objects: Iterable[str] | None = None,
-    feature_threshold: float | None = FEATURE_THRESHOLD,
-    density_threshold: float = DENSITY_THRESHOLD,
-    locality: float | None = LOCALITY,
+    selection: SelectionSettings = SelectionSettings(),
     opacity_threshold: float = OPACITY_THRESHOLD,
     tolerance: float = TOLERANCE,
     max_frames: int = 4,
-    source: str = "n3f",
 ) -> dict[str, Any]:
-    """Select, export and score a 3D segmentation per object; returns the summary written as JSON."""
+    """Select, export and score a 3D segmentation per object; returns the summary written as JSON.
+
+    ``selection``: which objects, and how their samples are selected (:class:`SelectionSettings`).
+    """
     st = inputs.store
     out_dir = Path(out_dir)
     frames = eval_frames(st, max_frames)
     cloud = surface_points(inputs, frames, opacity_threshold)
     views = {f: gt_view(st, f) for f in frames}
     write_ply(out_dir / "points_all.ply", cloud.points, cloud.colors)
-    queries, rows = object_queries(inputs, objects, source=source, feature_threshold=feature_threshold,
-                                   density_threshold=density_threshold, locality=locality)
-    dense = cloud.density > density_threshold
+    queries, rows = object_queries(inputs, selection)
+    dense = cloud.density > selection.density_threshold
     for oq in queries:
         obj, k = oq.name, oq.index
         dist = 1.0 - cloud.features @ oq.descriptor
@@ -110,12 +109,11 @@ def evaluate_segment3d(
     summary = {
         "task": "segment3d",
         "scene": st.name,
-        "descriptor_source": source,
-        "selection": selection_info(locality),
+        "descriptor_source": selection.descriptor,
+        "selection": selection_info(selection.locality),
         "frames": frames,
         "n_points": int(len(cloud.points)),
-        "thresholds": {"feature_distance": AUTO if feature_threshold is None else feature_threshold, "density": density_threshold,
-                       "opacity": opacity_threshold},
+        "thresholds": {**selection.thresholds(), "opacity": opacity_threshold},
         "tolerance": tolerance,
         "tolerance_world": tolerance / scale,
         "objects": rows,

@@ -4,8 +4,8 @@ The three tasks (3D segmentation, object removal, amodal segmentation) select
 samples by this module's rule only, so they cannot drift apart:
 
 * Descriptor: the mean L2-normalised feature inside the object's modal mask in
-  one *query frame*, from N3F's rendered features (``source="n3f"``) or the
-  teacher's upsampled 2D features.
+  one *query frame*, from N3F's rendered features (``descriptor="n3f"``) or
+  the teacher's upsampled 2D features.
 * Threshold: calibrated per object on the query frame, on the kind of feature
   it is applied to: raw per-sample outputs of the feature head at the frame's
   rendered surface points (a rendered pixel feature is an average along the
@@ -22,7 +22,9 @@ samples by this module's rule only, so they cannot drift apart:
   region; :meth:`ObjectQuery.modifier` applies it in the renderer,
   :meth:`ObjectQuery.matches` to given points.
 
-The measurements behind these choices are in ``bench/NOTES.md`` ("Task selection defaults").
+These settings are one :class:`~n3f.tasks.settings.SelectionSettings`
+(``object_queries(inputs, selection)``). The measurements behind their
+defaults are in ``bench/NOTES.md`` ("Task selection defaults").
 """
 
 from __future__ import annotations
@@ -36,13 +38,13 @@ import torch
 
 from n3f.metrics import best_threshold_iou
 from n3f.tasks.common import Inputs, query_frame, task_objects
-from n3f.tasks.defaults import DENSITY_THRESHOLD, FEATURE_THRESHOLD, LOCALITY, OPACITY_THRESHOLD
+from n3f.tasks.defaults import DENSITY_THRESHOLD, OPACITY_THRESHOLD
 from n3f.tasks.descriptors import normalise, query_descriptor
+from n3f.tasks.settings import AUTO, SelectionSettings  # noqa: F401  (AUTO: re-exported, as before)
 
 log = logging.getLogger(__name__)
 
 CALIBRATION_GRID = np.round(np.linspace(0.02, 1.0, 50), 4)
-AUTO = "calibrated per object on field features at the query frame's surface points"
 MASK_MARGIN = 1  # pixels: the ring around the query mask left out of the calibration
 CORE_SPREAD = 2.0  # query surface points farther than this x their 90th-percentile distance from the median are strays
 REGION_VOXEL = 0.1  # region points are thinned to one per voxel of this x margin (bounds the cost on big frames)
@@ -362,20 +364,22 @@ class ObjectQuery:
         return out
 
 
-def object_queries(inputs: Inputs, objects: Iterable[str] | None = None, *, source: str = "n3f",
-                   feature_threshold: float | None = FEATURE_THRESHOLD,
-                   density_threshold: float = DENSITY_THRESHOLD,
-                   locality: float | None = LOCALITY) -> tuple[list[ObjectQuery], list[dict[str, str]]]:
-    """Queries for the scored objects, and note rows for those visible in no annotated frame.
+def object_queries(inputs: Inputs, selection: SelectionSettings = SelectionSettings()
+                   ) -> tuple[list[ObjectQuery], list[dict[str, str]]]:
+    """Queries for the objects ``selection`` scores, and note rows for those visible in no annotated frame.
 
-    ``feature_threshold`` fixes the threshold for every object; None calibrates
-    it per object (:func:`calibrate_on_query`). ``locality``: margin of each
-    object's :class:`Region` (normalised units); None selects by features
-    alone, anywhere in the scene (the paper's selection).
+    ``selection.feature_threshold`` fixes the threshold for every object; None
+    calibrates it per object (:func:`calibrate_on_query`).
+    ``selection.locality``: margin of each object's :class:`Region`
+    (normalised units); None selects by features alone, anywhere in the scene
+    (the paper's selection). ``selection.descriptor``: the features the
+    descriptor is averaged from (:func:`descriptor`).
     """
+    feature_threshold, density_threshold, locality = (selection.feature_threshold, selection.density_threshold,
+                                                      selection.locality)
     queries, notes = [], []
-    for obj in task_objects(inputs.store, objects):
-        d = descriptor(inputs, obj, source)
+    for obj in task_objects(inputs.store, selection.objects):
+        d = descriptor(inputs, obj, selection.descriptor)
         if d is None:
             notes.append({"object": obj, "note": "not visible in any annotated frame"})
             continue

@@ -87,6 +87,16 @@ def remove_stale_partials(path: str | Path, keep: Path | None = None) -> list[Pa
     return removed
 
 
+def _fresh_partial(path: Path) -> Path:
+    """This process's partial folder beside ``path``, after clearing what killed runs left there."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _partial_dir(path)
+    remove_stale_partials(path)
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    return tmp
+
+
 @contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """``with atomic_dir(out) as tmp: <write everything under tmp>``; ``out`` appears only when done.
@@ -95,11 +105,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     and ``out`` is left as it was.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _partial_dir(path)
-    remove_stale_partials(path)
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    tmp = _fresh_partial(path)
     try:
         yield tmp
     except BaseException:
@@ -119,12 +125,7 @@ def scratch_dir(path: str | Path) -> Iterator[Path]:
     :func:`atomic_dir`'s partial folders, so one that a killed run left is
     removed by the next.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _partial_dir(path)
-    remove_stale_partials(path)
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    tmp = _fresh_partial(Path(path))
     tmp.mkdir()
     try:
         yield tmp

@@ -73,6 +73,12 @@ class Field(nn.Module):
         Declared by the settings class: the default sampler depends on it before a field exists."""
         return self.settings_class.has_coarse
 
+    @property
+    def world_density(self) -> bool:
+        """Density depends on the world point alone (no camera-frame stream), so an
+        occupancy grid of it can replace the field in the first sampling pass."""
+        return self.settings_class.world_density
+
     # -- saved models ------------------------------------------------------
     @classmethod
     def upgrade_config(cls, saved: dict[str, Any]) -> dict[str, Any]:

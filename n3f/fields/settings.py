@@ -34,6 +34,9 @@ class FieldSettings:
     """
 
     has_coarse: ClassVar[bool] = False
+    # density is a function of the world point alone (no camera-frame stream): an occupancy
+    # grid of it can stand in for the field in the first sampling pass
+    world_density: ClassVar[bool] = False
     # list-valued settings whose every entry must be an integer >= 1 (grid resolutions)
     _resolution_lists: ClassVar[tuple[str, ...]] = ()
 
@@ -99,6 +102,7 @@ class GridFieldConfig(FieldSettings):
     """Added to the raw density before the exponential: a field starts almost empty."""
 
     _resolution_lists: ClassVar[tuple[str, ...]] = ("geo_resolutions", "feat_resolutions")
+    world_density: ClassVar[bool] = True
 
 
 @dataclass

@@ -5,9 +5,13 @@ Sampling is two-pass and keeps a fixed number of samples per ray (dense
 
 1. proposal: ``n_proposal`` stratified intervals in the space's spacing
    (``SceneSpace.t_from_s``). Fields with a trained coarse model (vanilla
-   NeRF) evaluate it with gradients and it is supervised; other fields
-   evaluate their own density without gradients (cheap: no colour/feature
-   heads, no backward).
+   NeRF) evaluate it with gradients and it is supervised; with
+   ``proposal="grid"`` (the ``grid`` field's default) the densities are looked
+   up in an occupancy grid of the field (:mod:`n3f.render.occupancy`, refreshed
+   by :meth:`Renderer.update_occupancy` during training); other fields
+   evaluate their own density without gradients (no colour/feature heads, no
+   backward). Renders with a density modifier or a stream selection use the
+   field's density, since the grid knows neither.
 2. fine: ``n_importance`` samples drawn from the (dilated) proposal weights,
    plus either the proposal points (NeRF's union) or ``n_uniform`` fresh
    stratified samples that keep exploring empty-looking space. Only these
@@ -30,6 +34,7 @@ from torch import Tensor, nn
 from n3f.fields.base import OUTPUTS, Field, Samples
 from n3f.render.background import BackgroundModel
 from n3f.render.composite import composite
+from n3f.render.occupancy import OccupancyGrid
 from n3f.render.rays import RayBundle, camera_rays
 from n3f.render.sampling import dilate_weights, sample_pdf, stratified_s
 from n3f.render.settings import BACKGROUNDS, SamplerConfig
@@ -65,6 +70,29 @@ class Renderer(nn.Module):
         self.sampler = sampler or SamplerConfig.for_field(field)
         self.background_kind = background
         self.background = BackgroundModel(field.feature_dim) if background == "learned" else None
+        cfg = self.sampler
+        self.occupancy = (
+            OccupancyGrid(cfg.grid_resolution, cfg.grid_decay, cfg.grid_fraction) if cfg.proposal == "grid" else None
+        )
+        if self.occupancy is not None and not field.world_density:
+            raise ValueError(f"field '{field.name}' has camera-frame parts: its density cannot be gridded (proposal 'grid')")
+
+    @torch.no_grad()
+    def update_occupancy(self, step: int, generator: torch.Generator | None = None) -> bool:
+        """Refresh the occupancy grid at training step ``step`` (every ``grid_update_every``
+        steps, and whenever it was never filled); True when it was refreshed."""
+        grid = self.occupancy
+        if grid is None or (grid.ready and step % self.sampler.grid_update_every != 0):
+            return False
+        dev = grid.density.device
+
+        def density(points: Tensor) -> Tensor:
+            n = len(points)
+            samples = Samples(points, torch.zeros(n, 3, device=dev), torch.zeros(n, dtype=torch.long, device=dev))
+            return self.field.density(samples)
+
+        grid.update(density, generator)
+        return True
 
     def feature_parameters(self) -> list[nn.Parameter]:
         """Parameters of every feature head (field and background): trained first in distillation."""
@@ -90,6 +118,18 @@ class Renderer(nn.Module):
             cam_positions=(t[..., None] * rays.dirs_cam[:, None, :]).reshape(r * s, 3),
         )
         return samples, world
+
+    def _grid_density(self, rays: RayBundle, t_edges: Tensor, mid_unit: Tensor, deltas: Tensor) -> Tensor:
+        """Proposal densities (R*S,) from the occupancy grid, capped so that one grid cell adds
+        at most ``grid_cell_tau`` of optical depth: the grid holds each cell's *max* density
+        (pooled over neighbours), so uncapped the first occupied cell, up to two cells before
+        the surface, would take every importance sample."""
+        r, s1 = t_edges.shape
+        edges = self.space.to_unit((rays.origins[:, None, :] + t_edges[..., None] * rays.directions[:, None, :]).reshape(-1, 3))
+        cells = (edges.view(r, s1, 3).diff(dim=1).norm(dim=-1) * (0.5 * self.occupancy.resolution)).reshape(-1)
+        sigma = self.occupancy.lookup(mid_unit)
+        cap = self.sampler.grid_cell_tau * cells / deltas.reshape(-1).clamp_min(1e-12)
+        return torch.minimum(sigma, cap)
 
     def _t(self, rays: RayBundle, s: Tensor) -> Tensor:
         return self.space.t_from_s(s, rays.near, rays.far, rays.origins, rays.directions)
@@ -160,7 +200,9 @@ class Renderer(nn.Module):
             weights = comp_c["weights"].detach()
         else:
             with torch.no_grad():
-                if density_modifier is None and streams is None:
+                if self.occupancy is not None and self.occupancy.ready and density_modifier is None and streams is None:
+                    sigma = self._grid_density(rays, t_edges, samples.positions, deltas)
+                elif density_modifier is None and streams is None:
                     sigma = self.field.density(samples)
                 else:
                     need = ("features",) if density_modifier is not None else ()

@@ -15,7 +15,13 @@ from typing import Any
 from n3f.settings import parse, setting
 
 SPACE_KINDS = ("contract", "ndc")
+PROPOSALS = ("field", "grid")
 BACKGROUNDS = ("learned", "black", "white")
+
+
+GRID_PROPOSAL_SAMPLES = 128
+"""Proposal intervals per ray with the occupancy grid: a ray crosses up to ~2 x 128 cells of
+the default grid, and a lookup costs a gather, not a field evaluation (bench/NOTES.md)."""
 
 
 @dataclass
@@ -34,6 +40,22 @@ class SamplerConfig:
     """Dilate the proposal weights before resampling."""
     pdf_floor: float = setting(0.01, min=0, max=1)
     """Share of the resampling pdf spread uniformly."""
+    proposal: str = setting("field", choices=PROPOSALS)
+    """First pass from the field's own density (field) or from an occupancy grid of it kept
+    current during training (grid: n3f/render/occupancy.py; the default of fields whose
+    density lives in world space). Saved models without this key used the field."""
+    grid_resolution: int = setting(128, min=8, max=512)
+    """proposal grid: cells per axis of the occupancy grid over the field's cube."""
+    grid_update_every: int = setting(16, min=1)
+    """proposal grid: training steps between refreshes of the grid."""
+    grid_fraction: float = setting(0.03125, min=0, max=1, min_exclusive=True)
+    """proposal grid: share of cells refreshed at each update (all at the first)."""
+    grid_cell_tau: float = setting(0.5, min=0, min_exclusive=True)
+    """proposal grid: most optical depth one grid cell adds in the first pass, so the importance
+    samples spread over the first few occupied cells of a ray (the grid keeps each cell's max
+    density, which would otherwise put them all in the first, up to two cells before the surface)."""
+    grid_decay: float = setting(0.97, min=0, max=1)
+    """proposal grid: factor applied to every cell at each update (instant-ngp's), so emptied cells fade."""
 
     @classmethod
     def for_field(cls, field: Any, overrides: Mapping[str, Any] | None = None,
@@ -43,8 +65,16 @@ class SamplerConfig:
 
         A field with a trained coarse model (vanilla NeRF) evaluates it at every proposal
         point anyway, so its fine pass takes NeRF's union of proposal and importance samples.
+        A field whose density depends on the world point only (``world_density``: grid)
+        gets the occupancy-grid first pass, whose lookups are cheap enough for more
+        proposal intervals (``GRID_PROPOSAL_SAMPLES``).
         """
-        base = cls(n_proposal=64, n_importance=64, n_uniform=0, include_proposal=True) if field.has_coarse else cls()
+        if field.has_coarse:
+            base = cls(n_proposal=64, n_importance=64, n_uniform=0, include_proposal=True)
+        elif getattr(field, "world_density", False):
+            base = cls(n_proposal=GRID_PROPOSAL_SAMPLES, proposal="grid")
+        else:
+            base = cls()
         if not overrides:
             return base
         return parse(cls, {**asdict(base), **overrides}, where)
@@ -69,6 +99,9 @@ class SpaceOverrides:
     """ndc: focal lengths in half-image units (default: the median camera's)."""
     ndc_near: float | None = setting(None, min=0, min_exclusive=True)
     """ndc: near plane (default: 0.9 x the 5th percentile of the near bounds)."""
+    unbounded: bool | None = None
+    """contract: sample rays out to 100 radii whatever the frames' far bounds (default: on for
+    the object layout, whose SfM far bounds rarely reach the background; off for egocentric)."""
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None, where: str) -> "SpaceOverrides":

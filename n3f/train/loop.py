@@ -274,6 +274,7 @@ class Trainer:
         t0 = time.perf_counter()
         if self.steps_done == self.freeze_steps:
             self._set_frozen(False)
+        self.renderer.update_occupancy(self.steps_done, self.gen)
         rays, rgb, feats = self.rays.sample(cfg.batch_rays, self.np_rng, self.with_features)
         rays, rgb = rays.to(self.device), rgb.to(self.device)
         feats = feats.to(self.device) if feats is not None else None

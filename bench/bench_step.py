@@ -49,7 +49,11 @@ def stepper(field: str, scene: SceneStore, adam: dict, batch: int):
     rng, gen = np.random.default_rng(0), torch.Generator().manual_seed(1)
     weights = r.field.loss_weights(cfg)
 
+    count = [0]
+
     def step() -> None:
+        r.update_occupancy(count[0], gen)  # the training loop's occupancy refresh (grid proposal)
+        count[0] += 1
         rays, rgb, _ = sampler.sample(cfg.batch_rays, rng, False)
         loss, _ = training_loss(r.render_rays(rays, ("rgb",), train=True, generator=gen), rgb, None, cfg, weights)
         opt.zero_grad(set_to_none=True)

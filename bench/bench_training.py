@@ -93,6 +93,7 @@ class Stage:
         if self.step == self.freeze and self.freeze > 0:
             self._frozen(False)
         with_f = self.features is not None
+        self.r.update_occupancy(self.step, self.gen)
         rays, rgb, feats = self.sampler.sample(self.cfg.batch_rays, self.rng, with_f)
         out = self.r.render_rays(rays, ("rgb", "features") if with_f else ("rgb",), train=True, generator=self.gen)
         loss, _ = training_loss(out, rgb, feats, self.cfg, self.loss_weights)

@@ -3,6 +3,8 @@
 Layout (all inputs are points already mapped to the unit cube by the scene space)::
 
     geometry planes --> density MLP --> density, geo latent (15)
+      (points outside the central box |u| <= bg_split, with bg_resolutions: background
+       planes --> their own density MLP, same outputs)
     geo latent + SH(dir) [+ appearance code] --> colour MLP --> rgb
     feature planes + geo latent --> feature MLP --> FeatureHead (linear + tanh) --> features
 
@@ -35,6 +37,9 @@ class GridField(Field):
         cfg = settings
         self.geo_enc = PlaneEncoding(cfg.geo_resolutions, cfg.geo_channels)
         self.density_net = mlp(self.geo_enc.out_dim, cfg.hidden, 1 + cfg.geo_latent)
+        self.split = float(cfg.bg_split)
+        self.bg_enc = PlaneEncoding(cfg.bg_resolutions, cfg.geo_channels) if cfg.bg_resolutions else None
+        self.bg_density_net = mlp(self.bg_enc.out_dim, cfg.hidden, 1 + cfg.geo_latent) if self.bg_enc is not None else None
         self.sh_degree = int(cfg.sh_degree)
         self.appearance = (
             FrameCodes(timestamps, train_frames, cfg.appearance_dim) if cfg.appearance_dim > 0 else None
@@ -49,7 +54,16 @@ class GridField(Field):
         self.density_bias = float(cfg.density_bias)
 
     def _geometry(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        h = self.density_net(self.geo_enc(x))
+        if self.bg_enc is None:
+            h = self.density_net(self.geo_enc(x))
+        else:
+            inside = x.abs().amax(dim=-1) <= self.split
+            idx_in, idx_out = inside.nonzero()[:, 0], (~inside).nonzero()[:, 0]
+            h_in = self.density_net(self.geo_enc(x[idx_in] / self.split))
+            h_out = self.bg_density_net(self.bg_enc(x[idx_out]))
+            h = h_in.new_empty(len(x), h_in.shape[1])
+            h[idx_in] = h_in
+            h[idx_out] = h_out.to(h.dtype)
         return trunc_exp(h[:, 0] + self.density_bias), h[:, 1:]
 
     def density(self, samples: Samples, coarse: bool = False) -> Tensor:
@@ -77,7 +91,7 @@ class GridField(Field):
         return ("feature_head.",)
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
-        planes = [p for m in (self.geo_enc, self.feat_enc) for p in m.parameters()]
+        planes = [p for m in (self.geo_enc, self.bg_enc, self.feat_enc) if m is not None for p in m.parameters()]
         ids = {id(p) for p in planes}
         rest = [p for p in self.parameters() if id(p) not in ids]
         return [{"params": planes, "lr": lr, "name": "grids"}, {"params": rest, "lr": lr, "name": "mlps"}]

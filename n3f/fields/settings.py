@@ -100,6 +100,14 @@ class GridFieldConfig(FieldSettings):
     """Per-frame appearance code of the colour MLP (NeRF-W; 0: none)."""
     density_bias: float = -1.0
     """Added to the raw density before the exponential: a field starts almost empty."""
+    bg_resolutions: list[int] = setting(default_factory=list)
+    """Plane resolutions of separate geometry planes (and density MLP) for points outside the
+    cube's central box ``|u| <= bg_split``: the contracted background of an unbounded scene.
+    Empty: one set of planes for all space. Why: a tri-plane projects every point along an axis
+    onto the same cell, so without it the room above and below an object shares the object's cells."""
+    bg_split: float = setting(1.0, min=0, max=1, min_exclusive=True)
+    """With ``bg_resolutions``: half-width of the central box the geometry planes are stretched
+    over; points outside it use the background planes (without: the planes span the whole cube)."""
 
     _resolution_lists: ClassVar[tuple[str, ...]] = ("geo_resolutions", "feat_resolutions")
     world_density: ClassVar[bool] = True

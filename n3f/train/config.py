@@ -28,6 +28,7 @@ from n3f.fields.settings import (
     check_overrides,
     settings_for,
 )
+from n3f.fields.sizing import QUALITIES
 from n3f.render.settings import BACKGROUNDS, SamplerConfig, SpaceOverrides
 from n3f.settings import parse, setting
 
@@ -82,6 +83,9 @@ class TrainConfig:
     the field's settings dataclass once resolved() knows the field."""
     feature_dim: int = setting(64, min=1)
     """Feature channels of an RGB-stage field; distillation takes the feature store's channels."""
+    quality: str = setting("default", choices=QUALITIES)
+    """fast / default / best: the grid field's finest plane level sized from the scene is capped at
+    512 / 1024 / 2048 cells (n3f/fields/sizing.py), and its schedule follows (FIELD_DEFAULTS)."""
     steps: int | None = setting(None, min=1)
     """Optimiser steps (None: per field and stage, FIELD_DEFAULTS)."""
     batch_rays: int | None = setting(None, min=1)

@@ -39,10 +39,12 @@ from n3f.device import resolve_device
 from n3f.errors import N3FInputError
 from n3f.features.store import FeatureStore
 from n3f.fields.registry import build_field
+from n3f.fields.settings import FieldSettings, settings_for
+from n3f.fields.sizing import appearance_default, grid_defaults
 from n3f.render.composite import distortion_loss
 from n3f.render.model_io import build_renderer, load_model_file, model_meta, save_model
 from n3f.render.renderer import Renderer
-from n3f.render.space import space_for_scene
+from n3f.render.space import SceneSpace, space_for_scene
 from n3f.scene.store import SceneStore
 from n3f.train.checkpoint import (
     CHECKPOINT,
@@ -70,10 +72,22 @@ _RESUMABLE = {"checkpoint_every", "log_every", "eval_frames", "eval_chunk", "pro
 def new_renderer(scene: SceneStore, cfg: TrainConfig, feature_dim: int) -> Renderer:
     """A fresh renderer for ``scene`` with the configured field, space and sampler."""
     train = scene.split("train")
-    field = build_field(cfg.field, feature_dim, cfg.field_settings(), scene.timestamps, train)
     space = space_for_scene(scene.attrs["layout"], scene.c2w, scene.intrinsics, scene.bounds, scene.image_size,
                             **cfg.space.given())
+    field = build_field(cfg.field, feature_dim, scene_field_settings(scene, cfg, space), scene.timestamps, train)
     return Renderer(field, space, cfg.sampler_settings(), cfg.background)
+
+
+def scene_field_settings(scene: SceneStore, cfg: TrainConfig, space: SceneSpace) -> FieldSettings:
+    """The field's settings for a new model of ``scene``: for ``grid``, the geometry planes sized
+    from the scene at ``cfg.quality`` and per-frame appearance codes for photo collections
+    (:mod:`n3f.fields.sizing`), under whatever ``field_config`` sets explicitly."""
+    given = cfg.field_config.to_dict() if isinstance(cfg.field_config, FieldSettings) else dict(cfg.field_config)
+    if cfg.field != "grid" or isinstance(cfg.field_config, FieldSettings):
+        return cfg.field_settings()
+    sized = grid_defaults(space.to_dict(), scene.c2w, scene.intrinsics, scene.image_size, cfg.quality)
+    sized["appearance_dim"] = appearance_default(scene.attrs.get("source"))
+    return settings_for(cfg.field, {**sized, **given}, "training settings.field_config")
 
 
 def adam_kwargs(device: torch.device) -> dict[str, Any]:
@@ -218,7 +232,7 @@ class Trainer:
         else:
             self.renderer = new_renderer(self.scene, cfg, self.features.channels if self.features is not None else cfg.feature_dim)
         self.requested = cfg.to_dict()  # as asked for: what a resumed run must agree with
-        self.cfg = cfg = cfg.resolved(self.stage)
+        self.cfg = cfg = replace(cfg.resolved(self.stage), field_config=self.renderer.field.settings)
         validate(cfg, "training settings")
         self.renderer.to(self.device).train()
 

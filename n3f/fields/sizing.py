@@ -1,0 +1,94 @@
+"""The ``grid`` field's capacity sized from the scene, and the ``quality`` presets.
+
+Why: one set of plane resolutions for every scene left real captures blurry. A
+456 px photo of an object 0.8 normalised units away resolves about 0.0009 units
+per pixel, while the default finest level (256 cells over the whole cube, half
+of it the contracted background) had cells of 0.016 units: each cell covered
+~18 pixels of the object. Here the finest level of the geometry planes is set
+so that a cell covers about one pixel at the typical camera distance (capped
+per quality level, because on a CPU every plane cell costs optimiser time at
+every step), and unbounded scenes get separate background planes, so the
+room behind an object does not share its cells (bench/NOTES.md, "Real
+captures").
+
+Only settings the user did not give are filled in; saved models keep the
+values they were trained with (``model.pt``'s ``field_config``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+QUALITIES = ("fast", "default", "best")
+"""The ``quality`` presets of the training settings."""
+
+FINEST_CAP = {"fast": 512, "default": 1024, "best": 2048}
+"""Finest geometry plane level allowed per quality: a level of R cells costs 3 x channels x R^2
+parameters, all of which Adam updates at every step (1024: 12.6M, ~20 ms a step on a 2-core CPU)."""
+
+COARSEST = 32
+BACKGROUND_RESOLUTIONS = [32, 64, 128, 256]
+"""Background planes of unbounded scenes: the contracted shell holds everything beyond the
+linear region at coarsening resolution anyway."""
+
+
+def pixel_footprint(c2w: np.ndarray, intrinsics: np.ndarray, centre: np.ndarray) -> float:
+    """Median over frames of the normalised-world size of one pixel at the scene centre."""
+    dist = np.linalg.norm(np.asarray(c2w)[:, :3, 3] - np.asarray(centre, float)[None], axis=1)
+    focal = np.asarray(intrinsics)[:, 0, 0]
+    return float(np.median(dist / np.maximum(focal, 1e-9)))
+
+
+def finest_level(wanted: float, quality: str) -> int:
+    """Power of two nearest to ``wanted`` cells, between 256 (the old fixed finest level) and the cap."""
+    r = 2 ** int(round(math.log2(max(wanted, 1.0))))
+    return int(min(FINEST_CAP[quality], max(256, r)))
+
+
+def levels_up_to(finest: int) -> list[int]:
+    """Resolutions doubling from :data:`COARSEST` to ``finest``."""
+    out, r = [], COARSEST
+    while r < finest:
+        out.append(r)
+        r *= 2
+    return out + [finest]
+
+
+def grid_defaults(space: Mapping[str, Any], c2w: np.ndarray, intrinsics: np.ndarray, image_size: tuple[int, int],
+                  quality: str = "default") -> dict[str, Any]:
+    """Scene-sized defaults of the grid field's geometry planes, for a scene space (``SceneSpace.to_dict()``).
+
+    * contract spaces: the linear region (radius ``radius``) fills the central box of
+      half-width ``inner``; the finest level puts one cell per pixel footprint there.
+      Unbounded ones also get background planes for the shell.
+    * ndc (forward-facing): x and y are image coordinates of the reference camera, so
+      one cell per pixel of the wider image side.
+    """
+    if space["kind"] == "ndc":
+        return {"geo_resolutions": levels_up_to(finest_level(float(max(image_size)), quality))}
+    radius = float(np.max(space["radius"]))
+    footprint = pixel_footprint(c2w, intrinsics, np.asarray(space["centre"], float))
+    wanted = 2.0 * radius / max(footprint, 1e-9)
+    if space.get("unbounded"):  # the geometry planes span the central box only
+        out: dict[str, Any] = {"bg_resolutions": list(BACKGROUND_RESOLUTIONS), "bg_split": float(space["inner"])}
+    else:  # they span the whole cube, of which the linear region fills the central ``inner``
+        out, wanted = {}, wanted / float(space["inner"])
+    out["geo_resolutions"] = levels_up_to(finest_level(wanted, quality))
+    return out
+
+
+PHOTO_SOURCES = ("llff", "colmap", "transforms", "images", "idr")
+"""Sources that are photo collections: each shot has its own exposure and white balance."""
+
+APPEARANCE_DIM = 16
+"""Width of the per-frame appearance code given to photo collections (NeRF-W used 48 for
+internet photos; these are one camera's shots, so less: measured on goldcape, bench/NOTES.md)."""
+
+
+def appearance_default(source: str | None) -> int:
+    """Per-frame appearance code width for a scene's source: on for photo collections."""
+    return APPEARANCE_DIM if source in PHOTO_SOURCES else 0

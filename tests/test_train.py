@@ -173,6 +173,78 @@ def test_ray_targets_match_stores_and_cache_is_bounded(scenes):
         assert np.allclose(feats[k].numpy(), fs.upsampled(int(frame[k]))[y[k], x[k]], atol=1e-3)
 
 
+def _per_ray_targets(st, fs, frame, x, y, mode):
+    """The targets one ray at a time, straight from the store's contract (float64)."""
+    h_img, w_img = st.image_size
+    rgb, feats = [], []
+    for f, px, py in zip(frame, x, y):
+        rgb.append(st.frame(int(f))[py, px] / 255.0)
+        grid = fs.grid(int(f)).astype(np.float64)
+        h, w = grid.shape[:2]
+        gx, gy = (px + 0.5) * w / w_img, (py + 0.5) * h / h_img  # cell centres at integer + 0.5
+        if mode == "nearest":  # the cell the pixel centre lies in
+            feats.append(grid[min(int(gy), h - 1), min(int(gx), w - 1)])
+        else:  # bilinear between cell centres, clamped at the border
+            cx, cy = min(max(gx - 0.5, 0), w - 1), min(max(gy - 0.5, 0), h - 1)
+            x0, y0 = int(cx), int(cy)
+            x1, y1, ax, ay = min(x0 + 1, w - 1), min(y0 + 1, h - 1), cx - x0, cy - y0
+            feats.append((1 - ay) * ((1 - ax) * grid[y0, x0] + ax * grid[y0, x1])
+                         + ay * ((1 - ax) * grid[y1, x0] + ax * grid[y1, x1]))
+    return np.array(rgb), np.array(feats)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+@pytest.mark.parametrize("cache", [3, 64])
+def test_batch_targets_match_a_per_ray_reference(scenes, mode, cache):
+    """Targets are gathered over all frames of a batch at once; every ray must still get its
+    own frame's pixel and feature cell, also when a batch has more frames than the cache holds."""
+    from n3f.features import FeatureStore
+    from n3f.features.store import pixel_to_grid, sample_grid
+    from n3f.render.rays import rays_from_pixels
+    from n3f.train.data import RaySampler
+
+    st, fs = SceneStore(scenes["dynamic"]), FeatureStore(scenes["dynamic_features"])
+    h, w = st.image_size
+    sampler = RaySampler(st, st.split("train"), fs, frames_per_step=8, cache_frames=cache, feature_mode=mode)
+    rng = np.random.default_rng(3)
+    n = 400
+    frame = rng.integers(0, st.n_frames, size=n)  # unsorted, repeated, all frames
+    x, y = rng.integers(0, w, size=n), rng.integers(0, h, size=n)
+    x[:4], y[:4] = [0, w - 1, 0, w - 1], [0, 0, h - 1, h - 1]
+    for _ in range(2):  # cold, then with (part of) the frames cached
+        rays, rgb, feats = sampler.rays_at(frame, x, y, True)
+        want_rgb, want_feats = _per_ray_targets(st, fs, frame, x, y, mode)
+        assert np.array_equal(rgb.numpy(), want_rgb.astype(np.float32))
+        assert len(np.unique(want_feats.round(4), axis=0)) > 20  # the check can tell cells and frames apart
+        if mode == "nearest":
+            assert np.array_equal(feats.numpy(), want_feats.astype(np.float32))
+        else:
+            assert np.allclose(feats.numpy(), want_feats, rtol=0, atol=1e-5)
+        assert len(sampler.rgb) <= cache and len(sampler.grids) <= cache
+    # the same values as one grid_sample call per frame (the sampler before the gather), within float rounding
+    for f in np.unique(frame):
+        sel = frame == f
+        uv = np.stack([x[sel] + 0.5, y[sel] + 0.5], axis=-1)
+        xy = torch.from_numpy(pixel_to_grid(uv, (h, w), fs.grid_size)).float()
+        ref = sample_grid(torch.from_numpy(fs.grid(int(f))), xy, mode)
+        torch.testing.assert_close(feats[torch.from_numpy(sel)], ref, rtol=1e-6, atol=1e-6)
+    f = torch.from_numpy(frame)
+    uv = torch.from_numpy(np.stack([x + 0.5, y + 0.5], axis=-1)).float()
+    ref = rays_from_pixels(sampler.c2w[f], sampler.K[f], uv, sampler.bounds[f], f)
+    for name in ("origins", "directions", "dirs_cam", "near", "far", "frame"):
+        assert torch.equal(getattr(rays, name), getattr(ref, name)), name
+    # sample(): the draws of the documented order (frames, then each ray's frame, x, y)
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    rays_s, rgb_s, feats_s = sampler.sample(256, a, True)
+    chosen = b.choice(sampler.frames, size=8, replace=False)
+    fr = np.sort(b.choice(chosen, size=256))
+    xs, ys = b.integers(0, w, size=256), b.integers(0, h, size=256)
+    rays_r, rgb_r, feats_r = sampler.rays_at(fr, xs, ys, True)
+    assert torch.equal(rays_s.frame, rays_r.frame) and torch.equal(rgb_s, rgb_r) and torch.equal(feats_s, feats_r)
+    with pytest.raises(IndexError):
+        sampler.rays_at(np.array([0]), np.array([w]), np.array([0]), True)
+
+
 def test_stage_defaults_and_user_settings_win():
     """Distillation takes its own per-field defaults (shorter, stricter NeuralDiff sparsity),
     but a value the user set is used as given in either stage."""

@@ -141,6 +141,49 @@ def sample_grid(grid: torch.Tensor, xy: torch.Tensor, mode: str = "nearest") -> 
     return out[0, :, 0].T
 
 
+def sample_grids(grids: torch.Tensor, index: torch.Tensor, xy: torch.Tensor, mode: str = "nearest") -> torch.Tensor:
+    """Sample many (h, w, C) grids at once: row r reads grid ``index[r]`` at ``xy[r]`` -> (R, C).
+
+    ``grids`` is (N, h, w, C), ``index`` (R,) integers in [0, N), ``xy``
+    continuous grid coordinates (R, 2) as :func:`pixel_to_grid` returns them.
+    The values are those of :func:`sample_grid` on each row's own grid
+    (``F.grid_sample``, border padding, ``align_corners=False``), computed with
+    one gather over all grids instead of one ``grid_sample`` call per grid.
+
+    Bit for bit: the CPU kernel of ``grid_sample`` is compiled with fused
+    multiply-adds (one rounding for ``a * b + c``). The product of two float32
+    values is exact in float64, so ``(a.double() * b + c).float()`` rounds once
+    like the fused instruction; a build without them differs in the last bit.
+    """
+    if mode not in SAMPLING_MODES:
+        raise N3FInputError(f"feature sampling mode '{mode}' unknown; use one of {SAMPLING_MODES}.")
+    n, h, w, c = grids.shape
+    flat = grids.reshape(n * h * w, c)
+    xy = xy.float()
+    base = index.long() * (h * w)
+    # (index_select: several times faster than advanced indexing for a gather of rows)
+    # grid_sample's CPU kernel: normalise to [-1, 1] (as sample_grid does), unnormalise
+    # with align_corners=False, clip to the border
+    gx = ((xy[:, 0] / w * 2 - 1 + 1).double() * (w / 2) - 0.5).float().clamp(0, w - 1)
+    gy = ((xy[:, 1] / h * 2 - 1 + 1).double() * (h / 2) - 0.5).float().clamp(0, h - 1)
+    if mode == "nearest":
+        return flat.index_select(0, base + gy.round().long() * w + gx.round().long()).to(grids.dtype)
+    x0, y0 = gx.floor(), gy.floor()
+    we, ws = gx - x0, gy - y0  # distances to the west / north cell
+    ee, nn = 1 - we, 1 - ws
+    ix0, iy0 = x0.long(), y0.long()
+    ix1, iy1 = (ix0 + 1).clamp(max=w - 1), (iy0 + 1).clamp(max=h - 1)  # their weights are 0 there
+    # corners nw, ne, sw, se: one gather; products in float64 are exact
+    rows = torch.cat([iy0 * w + ix0, iy0 * w + ix1, iy1 * w + ix0, iy1 * w + ix1]) + base.repeat(4)
+    weights = torch.stack([nn * ee, nn * we, ws * ee, ws * we]).double()[..., None]
+    terms = flat.index_select(0, rows).view(4, -1, c).double() * weights
+    # the kernel's sum: nw*v + ne*v + sw*v + se*v, each addition fused with its product
+    out = terms[0].float()
+    for k in (1, 2, 3):
+        out = (terms[k] + out.double()).float()
+    return out.to(grids.dtype)
+
+
 def upsample_grid(grid: torch.Tensor, size_hw: tuple[int, int], mode: str = "nearest") -> torch.Tensor:
     """Upsample a (h, w, C) grid to (H, W, C) the same way training samples it."""
     if mode not in SAMPLING_MODES:

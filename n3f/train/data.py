@@ -12,40 +12,56 @@ pixel from the patch-resolution grid (nearest or bilinear), exactly as
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable, Generic, TypeVar
+from typing import Callable
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from n3f.errors import N3FInputError
-from n3f.features.store import FeatureStore, pixel_to_grid, sample_grid
+from n3f.features.store import FeatureStore, pixel_to_grid, sample_grids
 from n3f.render.rays import RayBundle, rays_from_pixels
 from n3f.scene.store import SceneStore
 
-V = TypeVar("V")
 
+class FrameSlots:
+    """A least-recently-used cache of per-frame arrays, kept as the rows of one tensor.
 
-class LRUCache(Generic[V]):
-    """A tiny least-recently-used cache of per-frame arrays."""
+    ``slot(key)`` loads the frame on a miss and returns its row of ``buffer``, so a
+    batch over many cached frames is one gather (``buffer[slots, ...]``) instead of
+    one indexing call per frame. At most ``capacity`` frames are held: the buffer
+    has ``min(capacity, n_keys)`` rows, allocated (not touched) on the first load,
+    and the least recently used frame's row is reused when a new one comes in.
+    """
 
-    def __init__(self, capacity: int, load: Callable[[int], V]):
+    def __init__(self, capacity: int, n_keys: int, load: Callable[[int], np.ndarray]):
         self.capacity = max(1, int(capacity))
+        self.rows = max(1, min(self.capacity, int(n_keys)))
         self.load = load
-        self._data: OrderedDict[int, V] = OrderedDict()
+        self.buffer: Tensor | None = None
+        self._slot: OrderedDict[int, int] = OrderedDict()
 
-    def __getitem__(self, key: int) -> V:
-        if key in self._data:
-            self._data.move_to_end(key)
-            return self._data[key]
-        value = self.load(key)
-        self._data[key] = value
-        if len(self._data) > self.capacity:
-            self._data.popitem(last=False)
-        return value
+    def slot(self, key: int) -> int:
+        if key in self._slot:
+            self._slot.move_to_end(key)
+            return self._slot[key]
+        value = torch.from_numpy(np.asarray(self.load(key)))
+        if self.buffer is None:
+            self.buffer = torch.empty((self.rows, *value.shape), dtype=value.dtype)
+        if len(self._slot) < self.rows:
+            row = len(self._slot)
+        else:
+            _, row = self._slot.popitem(last=False)
+        self.buffer[row] = value
+        self._slot[key] = row
+        return row
+
+    def __getitem__(self, key: int) -> Tensor:
+        """One frame's array (a view into the buffer: valid until it is evicted)."""
+        return self.buffer[self.slot(key)]
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len(self._slot)
 
 
 class RaySampler:
@@ -71,10 +87,12 @@ class RaySampler:
         self.c2w = torch.as_tensor(scene.c2w, dtype=torch.float32)
         self.K = torch.as_tensor(scene.intrinsics, dtype=torch.float32)
         self.bounds = torch.as_tensor(scene.bounds, dtype=torch.float32)
-        self.rgb = LRUCache(cache_frames, lambda i: torch.from_numpy(scene.frame(i)))
+        self.rgb = FrameSlots(cache_frames, scene.n_frames, scene.frame)
         if features is not None:
             check_feature_store(scene, features)
-            self.grids = LRUCache(cache_frames, lambda i: torch.from_numpy(features.grid(i)))
+            # read once: each access of these opens the zarr array again (~2 ms)
+            self.channels, self.grid_hw = features.channels, features.grid_size
+            self.grids = FrameSlots(cache_frames, scene.n_frames, features.grid)
 
     def sample(self, n_rays: int, rng: np.random.Generator, with_features: bool) -> tuple[RayBundle, Tensor, Tensor | None]:
         chosen = rng.choice(self.frames, size=self.frames_per_step, replace=False)
@@ -84,21 +102,41 @@ class RaySampler:
         return self.rays_at(frame, x, y, with_features)
 
     def rays_at(self, frame: np.ndarray, x: np.ndarray, y: np.ndarray, with_features: bool) -> tuple[RayBundle, Tensor, Tensor | None]:
-        """Rays through pixel centres (x, y) of the given frames, with their targets."""
+        """Rays through pixel centres (x, y) of the given frames, with their targets.
+
+        Targets are gathered from the cached frames in one indexing call per
+        target (per group of ``capacity`` distinct frames when a batch has more
+        distinct frames than the cache holds).
+        """
+        frame, x, y = np.asarray(frame), np.asarray(x), np.asarray(y)
+        if len(frame) and (x.min() < 0 or x.max() >= self.w or y.min() < 0 or y.max() >= self.h):
+            raise IndexError(f"pixel outside the {self.w}x{self.h} frame")
         f = torch.from_numpy(frame)
         uv = torch.from_numpy(np.stack([x + 0.5, y + 0.5], axis=-1)).float()
         rays = rays_from_pixels(self.c2w[f], self.K[f], uv, self.bounds[f], f)
+        use_features = with_features and self.features is not None
+        pixel = torch.from_numpy(y.astype(np.int64) * self.w + x.astype(np.int64))
+        if use_features:
+            grid_xy = torch.from_numpy(pixel_to_grid(uv.numpy(), (self.h, self.w), self.grid_hw)).float()
+        uniq, inv = np.unique(frame, return_inverse=True)
+        inv = torch.from_numpy(inv.reshape(-1))
+        step = self.rgb.capacity
+        if len(uniq) <= step:
+            groups = [(uniq, inv, slice(None))] if len(uniq) else []
+        else:  # more distinct frames than the cache holds: gather in groups that fit
+            groups = []
+            for start in range(0, len(uniq), step):
+                rows = torch.from_numpy(np.flatnonzero((inv.numpy() >= start) & (inv.numpy() < start + step)))
+                groups.append((uniq[start : start + step], inv[rows] - start, rows))
         rgb = torch.empty(len(frame), 3)
-        feats = torch.empty(len(frame), self.features.channels) if with_features and self.features is not None else None
-        xs, ys = torch.from_numpy(x), torch.from_numpy(y)
-        for i in np.unique(frame):
-            sel = torch.from_numpy(np.flatnonzero(frame == i))
-            img = self.rgb[int(i)]
-            rgb[sel] = img[ys[sel], xs[sel]].float() / 255.0
+        feats = torch.empty(len(frame), self.channels) if use_features else None
+        for keys, local, rows in groups:
+            slots = torch.tensor([self.rgb.slot(int(i)) for i in keys], dtype=torch.long)[local]
+            pixels = self.rgb.buffer.view(self.rgb.rows * self.h * self.w, -1)
+            rgb[rows] = pixels.index_select(0, slots * (self.h * self.w) + pixel[rows]).float() / 255.0
             if feats is not None:
-                grid = self.grids[int(i)]
-                xy = pixel_to_grid(uv[sel].numpy(), (self.h, self.w), tuple(grid.shape[:2]))
-                feats[sel] = sample_grid(grid, torch.from_numpy(xy).float(), self.feature_mode)
+                slots = torch.tensor([self.grids.slot(int(i)) for i in keys], dtype=torch.long)[local]
+                feats[rows] = sample_grids(self.grids.buffer, slots, grid_xy[rows], self.feature_mode)
         return rays, rgb, feats
 
 

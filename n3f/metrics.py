@@ -1,4 +1,4 @@
-"""Scores with known answers: retrieval AP and mAP, PSNR, mask IoU, 3D precision/recall.
+"""Scores with known answers: retrieval AP and mAP, PSNR, SSIM, mask IoU, 3D precision/recall.
 
 Pure functions of arrays; the tasks and training decide what they are fed.
 """
@@ -10,6 +10,9 @@ from typing import Iterable
 import numpy as np
 
 PSNR_CAP = 100.0  # dB: PSNR of identical images, which is otherwise infinite
+# SSIM as the NeRF literature reports it (Wang et al. 2004): an 11-tap gaussian window of sigma 1.5,
+# population (not sample) covariances, peak 1
+SSIM_SETTINGS = {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False, "data_range": 1.0}
 
 
 # -- retrieval ---------------------------------------------------------------
@@ -70,6 +73,23 @@ def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None, cap: floa
             return float("nan")
         diff = diff[mask]
     return psnr_from_mse(float(diff.mean()), cap)
+
+
+def ssim(pred: np.ndarray, target: np.ndarray) -> float:
+    """Mean SSIM of two (H, W, 3) images (uint8 or float in [0, 1]), the channels' SSIMs averaged.
+
+    Computed by scikit-image's ``structural_similarity``, a maintained reference
+    implementation, rather than our own: with :data:`SSIM_SETTINGS` (Wang et al.
+    2004's gaussian window, sigma 1.5, ``use_sample_covariance=False``,
+    ``data_range=1``) it gives the figures NeRF papers report, so ours compare
+    with theirs. Both sides need at least 11 pixels (the window).
+    """
+    from skimage.metrics import structural_similarity
+
+    pred, target = to_unit_float(pred), to_unit_float(target)
+    if pred.shape != target.shape:
+        raise ValueError(f"image shapes differ: {pred.shape} vs {target.shape}")
+    return float(structural_similarity(pred, target, channel_axis=-1, **SSIM_SETTINGS))
 
 
 # -- masks -------------------------------------------------------------------

@@ -15,6 +15,7 @@ from n3f.metrics import (
     psnr,
     psnr_from_mse,
     segmentation_precision_recall,
+    ssim,
     to_unit_float,
 )
 
@@ -91,6 +92,72 @@ def test_psnr_known_answers():
 def test_to_unit_float():
     assert to_unit_float(np.array([0, 255], np.uint8)).tolist() == [0.0, 1.0]
     assert to_unit_float(np.array([0.25], np.float32)).dtype == np.float64
+
+
+# -- SSIM --------------------------------------------------------------------
+SSIM_C1 = (0.01 * 1.0) ** 2  # Wang et al.'s K1 = 0.01 at peak 1
+
+
+def _textured(seed: int = 0, h: int = 32, w: int = 40) -> np.ndarray:
+    """A smooth random image in [0, 1]: structure for SSIM to compare."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    return np.clip(gaussian_filter(rng.random((h, w, 3)), sigma=(2, 2, 0)) * 3 - 1, 0, 1)
+
+
+def _reference_ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Wang et al. 2004 written out: gaussian window sigma 1.5 (11 taps), population moments, borders cropped."""
+    from scipy.ndimage import gaussian_filter
+
+    c1, c2 = SSIM_C1, (0.03 * 1.0) ** 2
+    per_channel = []
+    for ch in range(a.shape[-1]):
+        x, y = a[..., ch], b[..., ch]
+        f = lambda v: gaussian_filter(v, sigma=1.5, truncate=3.5, mode="reflect")  # noqa: E731
+        mx, my = f(x), f(y)
+        vx, vy, cxy = f(x * x) - mx**2, f(y * y) - my**2, f(x * y) - mx * my
+        s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+        per_channel.append(s[5:-5, 5:-5].mean())  # the 11-tap window's half width
+    return float(np.mean(per_channel))
+
+
+def test_ssim_of_identical_images_is_one():
+    img = _textured()
+    assert ssim(img, img) == pytest.approx(1.0, abs=1e-12)
+    assert ssim(np.full((16, 16, 3), 0.4), np.full((16, 16, 3), 0.4)) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_ssim_of_constant_images_by_hand():
+    """Flat images: no variance, so SSIM is the luminance term (2ab + C1) / (a^2 + b^2 + C1), averaged over channels."""
+    a, b = np.array([0.2, 0.5, 0.8]), np.array([0.3, 0.5, 0.6])
+    expected = np.mean((2 * a * b + SSIM_C1) / (a**2 + b**2 + SSIM_C1))
+    got = ssim(np.broadcast_to(a, (16, 20, 3)), np.broadcast_to(b, (16, 20, 3)))
+    assert got == pytest.approx(expected, abs=1e-12)
+
+
+def test_ssim_uses_the_literatures_settings():
+    """Against Wang et al.'s formula written out with the settings NeRF papers use."""
+    a, b = _textured(1), _textured(2)
+    assert ssim(a, b) == pytest.approx(_reference_ssim(a, b), abs=1e-9)
+
+
+def test_ssim_falls_with_shift_and_noise():
+    img = _textured(3)
+    shifted = np.roll(img, 2, axis=1)
+    assert ssim(img, shifted) < 0.99
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=img.shape)
+    scores = [ssim(img, np.clip(img + sd * noise, 0, 1)) for sd in (0.01, 0.05, 0.1, 0.3)]
+    assert all(s < 1 for s in scores) and scores == sorted(scores, reverse=True), scores
+
+
+def test_ssim_reads_uint8_and_checks_shapes():
+    img = _textured(4)
+    as_uint8 = np.round(img * 255).astype(np.uint8)
+    assert ssim(as_uint8, img) == pytest.approx(ssim(as_uint8.astype(np.float64) / 255, img), abs=1e-12)
+    with pytest.raises(ValueError, match="shapes differ"):
+        ssim(img, img[:-1])
 
 
 # -- IoU ---------------------------------------------------------------------

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +100,37 @@ def test_freeze_trains_only_feature_heads(scenes, tmp_path):
             assert not torch.equal(v, before[k]), k
         else:
             assert torch.equal(v, before[k]), f"{k} changed while frozen"
+
+
+def _png(path: Path) -> np.ndarray:
+    import imageio.v3 as iio
+
+    return iio.imread(path)
+
+
+def test_stages_write_ssim_and_held_out_renders(scenes, tmp_path):
+    """metrics.json of both stages has SSIM and lists renders/ strips [photo | render | error] (3 panels wide);
+    a rerun replaces the folder, eval_renders 0 leaves none."""
+    cfg = TrainConfig(steps=3, **{**SMALL, "batch_rays": 64, "eval_frames": 2})  # eval_renders 3: both frames
+    pretrain_rgb(scenes["static"], tmp_path / "rgb", cfg)
+    distill(scenes["static"], scenes["static_features"], tmp_path / "rgb", tmp_path / "d", cfg)
+    photos = SceneStore(scenes["static"])
+    for stage in ("rgb", "d"):
+        m = json.loads((tmp_path / stage / "metrics.json").read_text())
+        assert 0 < m["ssim"] <= 1 and len(m["ssim_per_frame"]) == len(m["frames"]) == 2, m
+        assert m["renders"] == [f"renders/frame_{i:04d}.png" for i in m["frames"]]
+        assert sorted(p.name for p in (tmp_path / stage / "renders").iterdir()) == sorted(Path(r).name for r in m["renders"])
+        for frame, rel in zip(m["frames"], m["renders"]):
+            strip = _png(tmp_path / stage / rel)
+            assert strip.shape == (48, 3 * 64, 3) and strip.dtype == np.uint8
+            assert np.array_equal(strip[:, :64], photos.frame(frame))  # first panel: the photo itself
+
+    pretrain_rgb(scenes["static"], tmp_path / "rgb", replace(cfg, eval_renders=1))
+    m = json.loads((tmp_path / "rgb" / "metrics.json").read_text())
+    assert len(m["renders"]) == 1 and [p.name for p in (tmp_path / "rgb" / "renders").iterdir()] == [Path(m["renders"][0]).name]
+    pretrain_rgb(scenes["static"], tmp_path / "rgb", replace(cfg, eval_renders=0))
+    assert json.loads((tmp_path / "rgb" / "metrics.json").read_text())["renders"] == []
+    assert not (tmp_path / "rgb" / "renders").exists()
 
 
 def test_distill_rejects_mismatched_features(scenes, tmp_path):

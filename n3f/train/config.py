@@ -131,6 +131,8 @@ class TrainConfig:
     """Held-out frames rendered for metrics.json (0: all val frames)."""
     eval_chunk: int = setting(0, min=0)
     """Rays per forward pass when evaluating (0: the device's default)."""
+    eval_renders: int = setting(3, min=0)
+    """Held-out frames saved as [photo | render | error] PNGs in the stage's renders/ folder (0: none)."""
     amp: bool = True
     """bf16 autocast (CUDA only)."""
     device: str = "auto"

@@ -66,7 +66,7 @@ log = logging.getLogger(__name__)
 LOG_COLUMNS = ["step", "loss", "rgb_mse", "psnr", "feature_mse", "lr", "elapsed_s"]
 # settings that may change between a run and its resumption without changing what it computes
 # (``steps`` is not one of them: the learning-rate schedule depends on it)
-_RESUMABLE = {"checkpoint_every", "log_every", "eval_frames", "eval_chunk", "progress", "device", "threads", "amp"}
+_RESUMABLE = {"checkpoint_every", "log_every", "eval_frames", "eval_chunk", "eval_renders", "progress", "device", "threads", "amp"}
 
 
 def new_renderer(scene: SceneStore, cfg: TrainConfig, feature_dim: int) -> Renderer:
@@ -356,12 +356,15 @@ class Trainer:
 
     # -- outputs -----------------------------------------------------------
     def finish(self) -> dict[str, Any]:
-        """Evaluate on held-out frames, write ``model.pt`` and ``metrics.json``, delete the checkpoint."""
+        """Evaluate on held-out frames (``renders/`` first), write ``model.pt`` and ``metrics.json``, delete the checkpoint.
+
+        The renders come before ``model.pt`` and ``metrics.json`` (the rules' outputs), so a stage
+        that Snakemake sees finished always has the renders its metrics.json lists."""
         cfg = self.cfg
         self._set_frozen(False)
         metrics = evaluate(
             self.renderer, self.scene, self.features if self.with_features else None, max_frames=cfg.eval_frames,
-            feature_mode=cfg.feature_sampling, chunk=cfg.eval_chunk,
+            feature_mode=cfg.feature_sampling, chunk=cfg.eval_chunk, renders_dir=self.out_dir, n_renders=cfg.eval_renders,
         )
         metrics = {
             "stage": self.stage,

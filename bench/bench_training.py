@@ -20,6 +20,12 @@ DINOv2 ViT-S/14 (features extracted once, not timed here).
 
 Writes ``bench/results/training.json`` and ``bench/results/training.md``.
 
+``--grids`` instead compares the ``grid`` field before and after the real-capture
+work (issue 16: occupancy-grid proposal, unbounded rays, scene-sized and
+background planes, appearance codes) on ``toy_static`` and goldcape: rays/s and
+held-out PSNR against training time under one budget, final PSNR and SSIM,
+into ``bench/results/training_grid.{json,md}``.
+
     python bench/bench_training.py                      # defaults: about 30 min on 2 CPU cores
     python bench/bench_training.py --nerf-budget 60 60   # quick look
 """
@@ -183,8 +189,129 @@ def train_field(field: str, scene: SceneStore, feats: FeatureStore, args, frames
             "distill_cfg": {k: distill_cfg.to_dict()[k] for k in ("lr", "feature_lambda", "freeze_steps", "steps")}}
 
 
+OLD_GRID = {
+    "field_config": {"geo_resolutions": [32, 64, 128, 256], "appearance_dim": 0, "bg_resolutions": []},
+    "sampler": {"proposal": "field", "n_proposal": 64},
+    "space": {"unbounded": False},
+}
+"""The ``grid`` field as it was before the real-capture work: fixed planes up to 256 cells over the
+whole cube, the field's own density at 64 proposal points, rays stopped at the frames' far bounds,
+no appearance codes. Everything else (schedule, lr, fine samples) is shared with today's ``grid``."""
+GRID_VERSIONS = {"grid (before)": OLD_GRID, "grid": {}}
+
+
+def goldcape_scene(tmp: Path) -> Path | None:
+    """goldcape imported as config/examples/goldcape.yaml does, or None when the data is absent."""
+    src = ROOT.parent / "shared" / "data" / "goldcape"
+    if not (src / "poses_bounds.npy").exists():
+        return None
+    spec = {"name": "goldcape", "source": "llff", "path": str(src),
+            "options": {"images": "images_8", "masks": "masks_8", "layout": "object"}}
+    out = tmp / "goldcape.zarr"
+    run_measured(n3f_command("scene", "--spec", json.dumps(spec), "--out", str(out)), tmp / "goldcape.log")
+    return out
+
+
+def grid_versions(args: argparse.Namespace) -> dict:
+    """Old vs new ``grid`` side by side: RGB-step rays/s, and held-out PSNR and SSIM against
+    training time under one budget, on the static toy scene and on goldcape."""
+    from n3f.metrics import ssim
+    from n3f.synthetic import make_scene
+
+    before = machine()
+    torch.set_num_threads(args.threads)
+    out: dict = {"machine": before, "settings": vars(args), "scenes": {}}
+    with tempfile.TemporaryDirectory(prefix="n3f-bench-") as tmp:
+        toy = write_scene(make_scene("toy_static", kind="static", n_frames=60, width=160, height=120, seed=0),
+                          Path(tmp) / "toy_static.zarr", progress=False)
+        paths = {"toy_static": toy, "goldcape": goldcape_scene(Path(tmp))}
+        for name, path in paths.items():
+            if path is None:
+                print(f"[bench] {name}: data not found, skipped", file=sys.stderr)
+                continue
+            scene = SceneStore(path)
+            val = scene.split("val")
+            frames = val[np.linspace(0, len(val) - 1, args.eval_frames).round().astype(int)]
+            res = {}
+            for label, given in GRID_VERSIONS.items():
+                torch.manual_seed(0)
+                asked = TrainConfig.from_dict({**given, "quality": args.quality})
+                cfg = asked.resolved("rgb")
+                r = new_renderer(scene, asked, 64).train()  # sized from the scene: settings as asked, not resolved
+                stage = Stage(r, scene, cfg, None)
+                stage.step = r.sampler.grid_warmup  # throughput with the occupancy grid filled, as after warm-up
+                for _ in range(3):
+                    stage()
+                t0 = time.perf_counter()
+                for _ in range(args.throughput_steps):
+                    stage()
+                step_s = (time.perf_counter() - t0) / args.throughput_steps
+                torch.manual_seed(0)
+                r = new_renderer(scene, asked, 64).train()
+                stage = Stage(r, scene, cfg, None)
+
+                def measure(r=r) -> float:
+                    return heldout(r, scene, None, frames, args.eval_downscale)
+
+                curve = run_stage(f"{name} {label}", stage, args.grid_rgb_budget, args.eval_growth, measure)
+                final = final_metrics(r, scene, frames, ssim)
+                res[label] = {"rays_per_s": round(cfg.batch_rays / step_s, 1), "step_s": round(step_s, 4),
+                              "batch_rays": cfg.batch_rays, "steps_done": stage.step, "parameters":
+                              int(sum(p.numel() for p in r.parameters())), "curve": curve, **final}
+            target = max(c["value"] for c in res["grid (before)"]["curve"])
+            for v in res.values():
+                v["to_old_best_s"] = first_reach(v["curve"], target)
+            out["scenes"][name] = {"image_size": list(scene.image_size), "frames": scene.n_frames,
+                                   "old_best_psnr": target, "versions": res}
+    write_results("training_grid", out, grid_markdown(out))
+    return out
+
+
+@torch.no_grad()
+def final_metrics(r: Renderer, scene: SceneStore, frames: np.ndarray, ssim) -> dict:
+    """Full-resolution held-out PSNR and SSIM at the end of the budget."""
+    r.eval()
+    ps, ss = [], []
+    for i in frames:
+        pred = np.clip(r.render_frame(scene, int(i), outputs=("rgb",))["rgb"], 0, 1)
+        gt = scene.frame(int(i)).astype(np.float32) / 255
+        ps.append(-10 * np.log10(max(float(np.mean((pred - gt) ** 2)), 1e-12)))
+        ss.append(ssim(pred, gt))
+    r.train()
+    return {"final_psnr": round(float(np.mean(ps)), 3), "final_ssim": round(float(np.mean(ss)), 4)}
+
+
+def grid_markdown(res: dict) -> str:
+    s = res["settings"]
+    lines = [
+        "# Training benchmark: grid before and after the real-capture work",
+        "",
+        f"RGB pretraining only, each variant under the same {s['grid_rgb_budget']:.0f} s training budget (evaluation "
+        f"excluded) or to the end of its schedule, {s['threads']} thread(s), quality `{s['quality']}`; "
+        f"{describe(res['machine'])}. Produced by `bench/bench_training.py --grids`.",
+        "`grid (before)`: planes up to 256 cells, field-density proposal at 64 points, rays stopped at the",
+        "frames' far bounds, no appearance codes. Curves are held-out PSNR at 1/"
+        f"{s['eval_downscale']} resolution on {s['eval_frames']} val frames; final figures at full resolution.",
+        "",
+        "| scene | variant | rays/s (RGB step) | parameters | steps done | final PSNR | final SSIM | to old best PSNR (s) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, sc in res["scenes"].items():
+        for label, v in sc["versions"].items():
+            lines.append(f"| {name} | {label} | {v['rays_per_s']:.0f} | {v['parameters']:,} | {v['steps_done']} | "
+                         f"{v['final_psnr']:.2f} | {v['final_ssim']:.3f} | {v['to_old_best_s']} |")
+    lines += ["", "Curves (training seconds / step: held-out PSNR):", ""]
+    for name, sc in res["scenes"].items():
+        for label, v in sc["versions"].items():
+            lines.append(f"- {name} {label}: " + ", ".join(f"{c['train_s']}s/{c['step']}: {c['value']}" for c in v["curve"]))
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--grids", action="store_true", help="compare grid before/after the real-capture work instead (toy_static, goldcape)")
+    ap.add_argument("--grid-rgb-budget", type=float, default=300.0, help="--grids: seconds of RGB training per variant and scene")
+    ap.add_argument("--quality", default="default", help="--grids: quality preset of both variants")
     ap.add_argument("--batch", type=int, default=256, help="rays per step for both fields")
     ap.add_argument("--throughput-steps", type=int, default=5)
     ap.add_argument("--grid-budget", type=float, nargs=2, default=[600.0, 600.0], help="seconds for grid's two stages (its schedules end sooner)")
@@ -195,6 +322,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=1, help="threads of the curves")
     ap.add_argument("--teacher", default="dinov2_vits14_imgfocus")
     args = ap.parse_args(argv)
+    if args.grids:
+        return grid_versions(args)
     before = machine()
     with tempfile.TemporaryDirectory(prefix="n3f-bench-") as tmp:
         scene_path, feats_path = scene_and_features(args, Path(tmp))

@@ -32,7 +32,8 @@ def _exposed_scene(tmp_path) -> SceneStore:
 
     scene = make_scene("exposure", kind="static", n_frames=32, width=48, height=36, seed=1)
     n = len(scene.frames)
-    gain = 0.75 + 0.35 * np.sin(np.linspace(0.0, 2.0 * np.pi, n, endpoint=False))  # 0.4 .. 1.1 of the photo
+    # three cycles around the orbit: faster than the view-dependent colour (SH degree <= 2 per orbit) can follow
+    gain = 0.75 + 0.35 * np.sin(np.linspace(0.0, 6.0 * np.pi, n, endpoint=False))  # 0.4 .. 1.1 of the photo
     frames = [np.clip(np.asarray(f, np.float32) * g, 0, 255).astype(np.uint8) for f, g in zip(scene.frames, gain)]
     return SceneStore(write_scene(replace(scene, frames=frames), tmp_path / "exposure.zarr", progress=False))
 

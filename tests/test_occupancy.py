@@ -57,10 +57,10 @@ def _look_at(eye, target):
     return c2w
 
 
-def _renderer(proposal: str, n_proposal: int = 128, resolution: int = 128, decay: float = 0.97) -> Renderer:
+def _renderer(proposal: str, n_proposal: int = 128, resolution: int = 128, decay: float = 0.97, warmup: int = 0) -> Renderer:
     # radius 2, inner 0.5: world points map to the cube linearly as x / 4 inside 2 units
     sampler = SamplerConfig(n_proposal=n_proposal, n_importance=16, n_uniform=4, proposal=proposal,
-                            grid_resolution=resolution, grid_decay=decay, grid_fraction=0.5)
+                            grid_resolution=resolution, grid_decay=decay, grid_fraction=0.5, grid_warmup=warmup)
     return Renderer(BallField(), SceneSpace(kind="contract", radius=2.0), sampler, "black")
 
 
@@ -109,13 +109,14 @@ def test_grid_proposal_finds_the_surface_and_gathers_samples_there():
 
 
 def test_emptied_cells_fade_and_the_grid_travels_with_the_model(tmp_path):
-    r = _renderer("grid", resolution=16, decay=0.5)
+    r = _renderer("grid", resolution=16, decay=0.5, warmup=256)
     gen = torch.Generator().manual_seed(0)
-    assert r.update_occupancy(0, gen) and not r.update_occupancy(1, gen)  # every grid_update_every steps
+    assert not r.update_occupancy(0, gen)  # warm-up: the field samples itself
+    assert r.update_occupancy(256, gen) and not r.update_occupancy(257, gen)  # then every grid_update_every steps
     inside = torch.zeros(1, 3)
     assert float(r.occupancy.lookup(inside)[0]) == 1000.0
     r.field.level = 0.0  # the field empties the ball
-    for step in range(16, 16 * 20, 16):
+    for step in range(256 + 16, 256 + 16 * 20, 16):
         r.update_occupancy(step, gen)
     assert float(r.occupancy.lookup(inside)[0]) < 10.0
 
@@ -124,7 +125,7 @@ def test_emptied_cells_fade_and_the_grid_travels_with_the_model(tmp_path):
 
     ts, train = np.arange(2.0), np.arange(2)
     field = build_field("grid", 8, {"geo_resolutions": [16], "feat_resolutions": [8]}, ts, train)
-    real = Renderer(field, SceneSpace(), SamplerConfig.for_field(field, {"grid_resolution": 16}))
+    real = Renderer(field, SceneSpace(), SamplerConfig.for_field(field, {"grid_resolution": 16, "grid_warmup": 0}))
     real.update_occupancy(0, gen)
     save_model(real, tmp_path / "model.pt", model_meta(real, ts, train, stage="rgb", scene="x"))
     loaded = load_renderer(tmp_path)

@@ -79,10 +79,11 @@ class Renderer(nn.Module):
 
     @torch.no_grad()
     def update_occupancy(self, step: int, generator: torch.Generator | None = None) -> bool:
-        """Refresh the occupancy grid at training step ``step`` (every ``grid_update_every``
-        steps, and whenever it was never filled); True when it was refreshed."""
+        """Refresh the occupancy grid at training step ``step``: a full fill at the first call
+        from ``grid_warmup`` on, then ``grid_fraction`` of the cells every ``grid_update_every``
+        steps; True when it was refreshed."""
         grid = self.occupancy
-        if grid is None or (grid.ready and step % self.sampler.grid_update_every != 0):
+        if grid is None or step < self.sampler.grid_warmup or (grid.ready and step % self.sampler.grid_update_every != 0):
             return False
         dev = grid.density.device
 

@@ -46,6 +46,9 @@ class SamplerConfig:
     density lives in world space). Saved models without this key used the field."""
     grid_resolution: int = setting(128, min=8, max=512)
     """proposal grid: cells per axis of the occupancy grid over the field's cube."""
+    grid_warmup: int = setting(256, min=0)
+    """proposal grid: training steps that sample with the field's own density before the grid's
+    first (full) fill: an untrained field is nearly uniform anyway, and short runs skip the fill."""
     grid_update_every: int = setting(16, min=1)
     """proposal grid: training steps between refreshes of the grid."""
     grid_fraction: float = setting(0.03125, min=0, max=1, min_exclusive=True)

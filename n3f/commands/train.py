@@ -68,8 +68,10 @@ def run_distill(args: argparse.Namespace) -> None:
 def _steps_help(stage: str) -> str:
     from n3f.train.config import stage_defaults
 
-    per_field = ", ".join(f"{field} {d['steps']}" for field, d in stage_defaults(stage).items())
-    return f"training steps (default per field: {per_field}; n3f/train/config.py FIELD_DEFAULTS)"
+    per_field = ", ".join(f"{field} {d['steps']}" for field, d in stage_defaults(stage).items() if "steps" in d)
+    grid = "by quality and scene size" if stage == "rgb" else "by quality"
+    return (f"training steps (default per field: grid {grid}, {per_field}; n3f/train/config.py "
+            "GRID_SCHEDULES and FIELD_DEFAULTS)")
 
 
 def _common(p: argparse.ArgumentParser, stage: str) -> None:

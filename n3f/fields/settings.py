@@ -81,7 +81,8 @@ class GridFieldConfig(FieldSettings):
     """``grid``: tri-plane geometry and feature planes with small MLPs (n3f/fields/grid.py)."""
 
     geo_resolutions: list[int] = setting(default_factory=lambda: [32, 64, 128, 256])
-    """Plane resolutions of the geometry (density and colour) encoding, one level each."""
+    """Plane resolutions of the geometry (density and colour) encoding, one level each. Not given
+    in a config: sized from the scene at the training ``quality`` (n3f/fields/sizing.py)."""
     geo_channels: int = setting(4, min=1)
     """Channels per geometry plane level."""
     feat_resolutions: list[int] = setting(default_factory=lambda: [16, 32, 64])
@@ -97,14 +98,17 @@ class GridFieldConfig(FieldSettings):
     feat_hidden: int = setting(64, min=1)
     """Width of the feature MLP (input of the feature head)."""
     appearance_dim: int = setting(0, min=0)
-    """Per-frame appearance code of the colour MLP (NeRF-W; 0: none)."""
+    """Per-frame appearance code of the colour MLP (NeRF-W; 0: none). Not given in a config: 16 for
+    photo collections (llff, colmap, transforms, images, idr sources), 0 otherwise; a held-out
+    frame reads the code interpolated between its neighbours in capture order."""
     density_bias: float = -1.0
     """Added to the raw density before the exponential: a field starts almost empty."""
     bg_resolutions: list[int] = setting(default_factory=list)
     """Plane resolutions of separate geometry planes (and density MLP) for points outside the
     cube's central box ``|u| <= bg_split``: the contracted background of an unbounded scene.
     Empty: one set of planes for all space. Why: a tri-plane projects every point along an axis
-    onto the same cell, so without it the room above and below an object shares the object's cells."""
+    onto the same cell, so without it the room above and below an object shares the object's cells.
+    Not given in a config: on for unbounded (object-layout) scenes (n3f/fields/sizing.py)."""
     bg_split: float = setting(1.0, min=0, max=1, min_exclusive=True)
     """With ``bg_resolutions``: half-width of the central box the geometry planes are stretched
     over; points outside it use the background planes (without: the planes span the whole cube)."""

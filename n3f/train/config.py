@@ -35,7 +35,8 @@ from n3f.settings import parse, setting
 FIELD_DEFAULTS: dict[str, dict[str, Any]] = {
     # small batches, many steps: more quality per CPU second; steps fit the default
     # pipeline's CPU budget (bench/NOTES.md, "Training defaults")
-    "grid": {"lr": 1e-2, "feature_lambda": 1.0, "batch_rays": 256, "steps": 4000, "distill_steps": 2000},
+    # steps: per quality and scene size (GRID_SCHEDULES, grid_rgb_steps)
+    "grid": {"lr": 1e-2, "feature_lambda": 1.0, "batch_rays": 256},
     # lr and the moving streams' sparsity (low while fitting colour, so the actor is rendered;
     # higher while distilling, so static objects keep their features in the static stream)
     # were measured on toy_kitchen (bench/NOTES.md, "NeuralDiff on toy_kitchen" and "Training defaults")
@@ -47,6 +48,28 @@ FIELD_DEFAULTS: dict[str, dict[str, Any]] = {
     "nerf": {"lr": 5e-4, "feature_lambda": 1e-3, "batch_rays": 1024, "steps": 200_000, "distill_steps": 50_000},
 }
 """Per-field defaults of the settings left at None; ``distill_<key>`` is the distillation stage's."""
+
+
+GRID_SCHEDULES: dict[str, tuple[int, int, int]] = {
+    "fast": (2000, 4000, 1000),
+    "default": (4000, 10000, 2000),
+    "best": (8000, 30000, 4000),
+}
+"""``grid`` schedules per quality: (fewest, most) RGB steps and distillation steps. Between the two
+bounds the RGB steps follow the scene: :data:`GRID_PIXEL_SHARE` of its training pixels, one ray
+each. The lower bounds are the old fixed 4000 (built-in scenes keep their schedule); the upper ones
+keep goldcape (21.6M training pixels) within the 15-minute budget of a 2-core CPU (bench/NOTES.md)."""
+
+GRID_PIXEL_SHARE = 0.1
+"""Rays of RGB training per training pixel, before the bounds of :data:`GRID_SCHEDULES`."""
+
+
+def grid_rgb_steps(quality: str, train_pixels: int | None, batch_rays: int) -> int:
+    """RGB steps of the ``grid`` field for a scene of ``train_pixels`` (None: the quality's fewest)."""
+    lo, hi, _ = GRID_SCHEDULES[quality]
+    if train_pixels is None:
+        return lo
+    return int(min(hi, max(lo, round(GRID_PIXEL_SHARE * train_pixels / max(batch_rays, 1)))))
 
 
 def stage_defaults(stage: str) -> dict[str, dict[str, Any]]:
@@ -84,8 +107,9 @@ class TrainConfig:
     feature_dim: int = setting(64, min=1)
     """Feature channels of an RGB-stage field; distillation takes the feature store's channels."""
     quality: str = setting("default", choices=QUALITIES)
-    """fast / default / best: the grid field's finest plane level sized from the scene is capped at
-    512 / 1024 / 2048 cells (n3f/fields/sizing.py), and its schedule follows (FIELD_DEFAULTS)."""
+    """fast / default / best for the grid field: its RGB steps (GRID_SCHEDULES, between bounds they
+    follow the scene's pixel count) and the cap on its finest plane level, which is otherwise sized
+    from the scene (n3f/fields/sizing.py FINEST_CAP). Measured figures: bench/NOTES.md."""
     steps: int | None = setting(None, min=1)
     """Optimiser steps (None: per field and stage, FIELD_DEFAULTS)."""
     batch_rays: int | None = setting(None, min=1)
@@ -166,15 +190,20 @@ class TrainConfig:
             return self.sampler
         return SamplerConfig.for_field(FIELD_SETTINGS[self.field], self.sampler, f"{where}.sampler")
 
-    def resolved(self, stage: str = "rgb", where: str = "training settings") -> "TrainConfig":
+    def resolved(self, stage: str = "rgb", where: str = "training settings", train_pixels: int | None = None) -> "TrainConfig":
         """Fill per-field (and per-stage: distillation is shorter) defaults for the settings left
-        at None, and the field's complete settings and sampler for the overrides given."""
+        at None, and the field's complete settings and sampler for the overrides given.
+
+        ``grid``'s steps follow ``quality`` and the scene's ``train_pixels`` (:func:`grid_rgb_steps`)."""
         if self.field not in FIELD_DEFAULTS:
             raise N3FInputError(f"field '{self.field}' unknown; use one of {sorted(FIELD_DEFAULTS)}.")
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         for k, v in stage_defaults(stage)[self.field].items():
             if d.get(k) is None:
                 d[k] = v
+        if self.field == "grid" and self.steps is None:
+            d["steps"] = (grid_rgb_steps(self.quality, train_pixels, d["batch_rays"]) if stage == "rgb"
+                          else GRID_SCHEDULES[self.quality][2])
         if d["sparsity_lambda"] is None:  # only fields with moving streams use it
             d["sparsity_lambda"] = 0.01
         if d["freeze_steps"] is None:

@@ -232,7 +232,9 @@ class Trainer:
         else:
             self.renderer = new_renderer(self.scene, cfg, self.features.channels if self.features is not None else cfg.feature_dim)
         self.requested = cfg.to_dict()  # as asked for: what a resumed run must agree with
-        self.cfg = cfg = replace(cfg.resolved(self.stage), field_config=self.renderer.field.settings)
+        h, w = self.scene.image_size
+        pixels = len(self.scene.split("train")) * h * w
+        self.cfg = cfg = replace(cfg.resolved(self.stage, train_pixels=pixels), field_config=self.renderer.field.settings)
         validate(cfg, "training settings")
         self.renderer.to(self.device).train()
 

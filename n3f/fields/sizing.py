@@ -7,8 +7,8 @@ of it the contracted background) had cells of 0.016 units: each cell covered
 ~18 pixels of the object. Here the finest level of the geometry planes is set
 so that a cell covers about one pixel at the typical camera distance (capped
 per quality level, because on a CPU every plane cell costs optimiser time at
-every step), and unbounded scenes get separate background planes, so the
-room behind an object does not share its cells (bench/NOTES.md, "Real
+every step), and at ``best`` unbounded scenes get separate background planes,
+so the room behind an object does not share its cells (bench/NOTES.md, "Real
 captures").
 
 Only settings the user did not give are filled in; saved models keep the
@@ -26,14 +26,22 @@ import numpy as np
 QUALITIES = ("fast", "default", "best")
 """The ``quality`` presets of the training settings."""
 
-FINEST_CAP = {"fast": 512, "default": 1024, "best": 2048}
-"""Finest geometry plane level allowed per quality: a level of R cells costs 3 x channels x R^2
-parameters, all of which Adam updates at every step (1024: 12.6M, ~20 ms a step on a 2-core CPU)."""
+FINEST_CAP = {"fast": 256, "default": 256, "best": 1024}
+"""Finest geometry plane level allowed per quality. A level of R cells costs 3 x channels x R^2
+parameters, all of which Adam updates and grid_sample's backward zeroes at every step: planes up to
+1024 made a goldcape step 2.5x slower on a 2-core CPU and, at 4000 steps, gave no better held-out
+PSNR (16.6 vs 16.8 dB, bench/NOTES.md "Real captures"), so within the CPU budget of ``fast`` and
+``default`` the finest level stays at 256; ``best`` (longer schedules) sizes up to 1024."""
 
 COARSEST = 32
 BACKGROUND_RESOLUTIONS = [32, 64, 128, 256]
 """Background planes of unbounded scenes: the contracted shell holds everything beyond the
 linear region at coarsening resolution anyway."""
+BACKGROUND_QUALITIES = ("best",)
+"""Qualities whose unbounded scenes get background planes by default. Not ``fast``/``default``:
+on goldcape they changed training PSNR by +0.05 dB over 8000 steps (noise) for 0.9M more
+parameters (bench/NOTES.md "Real captures"); ``best``'s finer planes are where sharing cells
+with the room costs most."""
 
 
 def pixel_footprint(c2w: np.ndarray, intrinsics: np.ndarray, centre: np.ndarray) -> float:
@@ -73,7 +81,7 @@ def grid_defaults(space: Mapping[str, Any], c2w: np.ndarray, intrinsics: np.ndar
     radius = float(np.max(space["radius"]))
     footprint = pixel_footprint(c2w, intrinsics, np.asarray(space["centre"], float))
     wanted = 2.0 * radius / max(footprint, 1e-9)
-    if space.get("unbounded"):  # the geometry planes span the central box only
+    if space.get("unbounded") and quality in BACKGROUND_QUALITIES:  # the geometry planes span the central box only
         out: dict[str, Any] = {"bg_resolutions": list(BACKGROUND_RESOLUTIONS), "bg_split": float(space["inner"])}
     else:  # they span the whole cube, of which the linear region fills the central ``inner``
         out, wanted = {}, wanted / float(space["inner"])

@@ -116,7 +116,7 @@ def test_emptied_cells_fade_and_the_grid_travels_with_the_model(tmp_path):
     inside = torch.zeros(1, 3)
     assert float(r.occupancy.lookup(inside)[0]) == 1000.0
     r.field.level = 0.0  # the field empties the ball
-    for step in range(256 + 16, 256 + 16 * 20, 16):
+    for step in range(256 + 64, 256 + 64 * 20, 64):
         r.update_occupancy(step, gen)
     assert float(r.occupancy.lookup(inside)[0]) < 10.0
 

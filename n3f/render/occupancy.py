@@ -35,7 +35,7 @@ DensityFn = Callable[[Tensor], Tensor]
 class OccupancyGrid(nn.Module):
     """Max field density per cell of ``[-1, 1]^3`` (``resolution`` cells per axis)."""
 
-    def __init__(self, resolution: int = 128, decay: float = 0.97, fraction: float = 0.03125, chunk: int = 65536):
+    def __init__(self, resolution: int = 128, decay: float = 0.9, fraction: float = 0.0625, chunk: int = 65536):
         super().__init__()
         self.resolution = int(resolution)
         self.decay = float(decay)
@@ -57,7 +57,13 @@ class OccupancyGrid(nn.Module):
         self._pool()
 
     def _pool(self) -> None:
-        self.pooled = F.max_pool3d(self.density[None, None], 3, stride=1, padding=1)[0, 0]
+        """Max over each cell's 3x3x3 neighbourhood, as three 1D passes (a 3D max-pool kernel was
+        most of an update's time on a CPU: 27 reads per cell instead of 9)."""
+        g = self.density
+        for axis in range(3):
+            p = F.pad(g.movedim(axis, -1), (1, 1), value=-1.0)
+            g = torch.maximum(torch.maximum(p[..., :-2], p[..., 1:-1]), p[..., 2:]).movedim(-1, axis)
+        self.pooled = g.contiguous()
 
     def cell_index(self, points: Tensor) -> Tensor:
         """Flat cell index (P,) of unit-cube points (P, 3); points outside are clamped to the border cells."""

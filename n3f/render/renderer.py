@@ -120,17 +120,19 @@ class Renderer(nn.Module):
         )
         return samples, world
 
-    def _grid_density(self, rays: RayBundle, t_edges: Tensor, mid_unit: Tensor, deltas: Tensor) -> Tensor:
-        """Proposal densities (R*S,) from the occupancy grid, capped so that one grid cell adds
-        at most ``grid_cell_tau`` of optical depth: the grid holds each cell's *max* density
-        (pooled over neighbours), so uncapped the first occupied cell, up to two cells before
-        the surface, would take every importance sample."""
+    @torch.no_grad()
+    def _grid_density(self, rays: RayBundle, t_edges: Tensor, deltas: Tensor) -> Tensor:
+        """Proposal densities (R, S) from the occupancy grid, read at the middle (in the cube) of
+        each interval and capped so that one grid cell adds at most ``grid_cell_tau`` of optical
+        depth: the grid holds each cell's *max* density (pooled over neighbours), so uncapped the
+        first occupied cell, up to two cells before the surface, would take every importance sample."""
         r, s1 = t_edges.shape
-        edges = self.space.to_unit((rays.origins[:, None, :] + t_edges[..., None] * rays.directions[:, None, :]).reshape(-1, 3))
-        cells = (edges.view(r, s1, 3).diff(dim=1).norm(dim=-1) * (0.5 * self.occupancy.resolution)).reshape(-1)
-        sigma = self.occupancy.lookup(mid_unit)
-        cap = self.sampler.grid_cell_tau * cells / deltas.reshape(-1).clamp_min(1e-12)
-        return torch.minimum(sigma, cap)
+        world = rays.origins[:, None, :] + t_edges[..., None] * rays.directions[:, None, :]
+        edges = self.space.to_unit(world.reshape(-1, 3)).view(r, s1, 3)
+        step = edges[:, 1:] - edges[:, :-1]
+        sigma = self.occupancy.lookup((edges[:, :-1] + 0.5 * step).reshape(-1, 3)).view(r, s1 - 1)
+        cells = step.norm(dim=-1) * (0.5 * self.occupancy.resolution)
+        return torch.minimum(sigma, self.sampler.grid_cell_tau * cells / deltas.clamp_min(1e-12))
 
     def _t(self, rays: RayBundle, s: Tensor) -> Tensor:
         return self.space.t_from_s(s, rays.near, rays.far, rays.origins, rays.directions)
@@ -192,18 +194,20 @@ class Renderer(nn.Module):
         t_edges = self._t(rays, s_edges)
         s_mid = 0.5 * (s_edges[:, 1:] + s_edges[:, :-1])
         t_mid = 0.5 * (t_edges[:, 1:] + t_edges[:, :-1])
-        samples, world = self._samples(rays, t_mid)
         deltas = t_edges[:, 1:] - t_edges[:, :-1]
-        if self.field.has_coarse:
+        use_grid = self.occupancy is not None and self.occupancy.ready and density_modifier is None and streams is None
+        if not use_grid:
+            samples, world = self._samples(rays, t_mid)
+        if use_grid:  # no field evaluation: densities from the occupancy grid
+            weights = composite(self._grid_density(rays, t_edges, deltas), deltas, {})["weights"]
+        elif self.field.has_coarse:
             out_c = self._field(samples, world, outputs, True, density_modifier, streams)
             comp_c = self._composite(out_c, r, cfg.n_proposal, deltas, t_mid, outputs, background)
             result["coarse"] = comp_c
             weights = comp_c["weights"].detach()
         else:
             with torch.no_grad():
-                if self.occupancy is not None and self.occupancy.ready and density_modifier is None and streams is None:
-                    sigma = self._grid_density(rays, t_edges, samples.positions, deltas)
-                elif density_modifier is None and streams is None:
+                if density_modifier is None and streams is None:
                     sigma = self.field.density(samples)
                 else:
                     need = ("features",) if density_modifier is not None else ()

@@ -49,15 +49,15 @@ class SamplerConfig:
     grid_warmup: int = setting(256, min=0)
     """proposal grid: training steps that sample with the field's own density before the grid's
     first (full) fill: an untrained field is nearly uniform anyway, and short runs skip the fill."""
-    grid_update_every: int = setting(16, min=1)
+    grid_update_every: int = setting(64, min=1)
     """proposal grid: training steps between refreshes of the grid."""
-    grid_fraction: float = setting(0.03125, min=0, max=1, min_exclusive=True)
+    grid_fraction: float = setting(0.0625, min=0, max=1, min_exclusive=True)
     """proposal grid: share of cells refreshed at each update (all at the first)."""
     grid_cell_tau: float = setting(0.5, min=0, min_exclusive=True)
     """proposal grid: most optical depth one grid cell adds in the first pass, so the importance
     samples spread over the first few occupied cells of a ray (the grid keeps each cell's max
     density, which would otherwise put them all in the first, up to two cells before the surface)."""
-    grid_decay: float = setting(0.97, min=0, max=1)
+    grid_decay: float = setting(0.9, min=0, max=1)
     """proposal grid: factor applied to every cell at each update (instant-ngp's), so emptied cells fade."""
 
     @classmethod

@@ -8,6 +8,7 @@ is typed in.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,8 +55,8 @@ def write_scene_report(scene_path: str | Path, evaluated: list[Evaluated], out_m
     fig_dir.mkdir(parents=True, exist_ok=True)
     lines = [f"# Scene `{store.name}`", "", f"Source: {store.attrs['source']}, layout {store.attrs['layout']}, "
              f"{store.n_frames} frames of {store.image_size[1]}x{store.image_size[0]}.", ""]
-    lines += ["## Object retrieval mAP (%)", "", "| field | teacher | teacher mAP | N3F mAP | gain | held-out PSNR (dB) | feature cosine |",
-              "|---|---|---:|---:|---:|---:|---:|"]
+    lines += ["## Object retrieval mAP (%)", "", "| field | teacher | teacher mAP | N3F mAP | gain | held-out PSNR (dB) | SSIM | feature cosine |",
+              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for ev in evaluated:
         _require(ev.folder, ("retrieval.json", "metrics.json", "retrieval_rows.csv", "model.pt"))
     for ev in evaluated:
@@ -63,9 +64,15 @@ def write_scene_report(scene_path: str | Path, evaluated: list[Evaluated], out_m
         metrics = json.loads((ev.folder / "metrics.json").read_text())
         lines.append(
             f"| {ev.field} | {ev.teacher} | {summary['map_teacher']:.1f} | {summary['map_n3f']:.1f} | "
-            f"{summary['gain']:+.1f} | {metrics.get('psnr', float('nan')):.2f} | {metrics.get('feature_cosine', float('nan')):.3f} |"
+            f"{summary['gain']:+.1f} | {metrics.get('psnr', float('nan')):.2f} | {metrics.get('ssim', float('nan')):.3f} | "
+            f"{metrics.get('feature_cosine', float('nan')):.3f} |"
         )
     lines.append("")
+    strips = [(ev, r) for ev in evaluated for r in json.loads((ev.folder / "metrics.json").read_text()).get("renders", [])[:1]]
+    if strips:  # what the held-out numbers look like: [photo | render | error] of the distilled field
+        lines += ["Held-out frames, photo | render | error (each stage's `renders/`):", ""]
+        lines += [f"![{ev.field} {ev.teacher}]({Path(os.path.relpath(ev.folder / r, out_md.parent)).as_posix()})" for ev, r in strips]
+        lines.append("")
     for ev in evaluated:
         rows = pd.read_csv(ev.folder / "retrieval_rows.csv")
         obj, q, g = _typical_pair(rows)

@@ -9,7 +9,7 @@ as a plain mapping (``sampler``) and the resulting scene space (``space``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from n3f.settings import parse, setting
@@ -41,9 +41,9 @@ class SamplerConfig:
     pdf_floor: float = setting(0.01, min=0, max=1)
     """Share of the resampling pdf spread uniformly."""
     proposal: str = setting("field", choices=PROPOSALS)
-    """First pass from the field's own density (field) or from an occupancy grid of it kept
-    current during training (grid: n3f/render/occupancy.py; the default of fields whose
-    density lives in world space). Saved models without this key used the field."""
+    """First pass from the field's own density (field, the default) or from an occupancy grid of
+    it kept current during training (grid: n3f/render/occupancy.py; fields whose density lives in
+    world space only: grid). Saved models without this key used the field."""
     grid_resolution: int = setting(128, min=8, max=512)
     """proposal grid: cells per axis of the occupancy grid over the field's cube."""
     grid_warmup: int = setting(256, min=0)
@@ -68,16 +68,17 @@ class SamplerConfig:
 
         A field with a trained coarse model (vanilla NeRF) evaluates it at every proposal
         point anyway, so its fine pass takes NeRF's union of proposal and importance samples.
-        A field whose density depends on the world point only (``world_density``: grid)
-        gets the occupancy-grid first pass, whose lookups are cheap enough for more
-        proposal intervals (``GRID_PROPOSAL_SAMPLES``).
+        The occupancy-grid first pass (``proposal: grid``, for fields whose density depends on
+        the world point only) takes ``GRID_PROPOSAL_SAMPLES`` intervals unless told otherwise.
+        It is not the default: on toy_static it cost 1.8 dB held out for 5% more rays/s
+        (bench/NOTES.md "Real captures").
         """
         if field.has_coarse:
             base = cls(n_proposal=64, n_importance=64, n_uniform=0, include_proposal=True)
-        elif getattr(field, "world_density", False):
-            base = cls(n_proposal=GRID_PROPOSAL_SAMPLES, proposal="grid")
         else:
             base = cls()
+        if (overrides or {}).get("proposal") == "grid" and "n_proposal" not in (overrides or {}):
+            base = replace(base, n_proposal=GRID_PROPOSAL_SAMPLES)
         if not overrides:
             return base
         return parse(cls, {**asdict(base), **overrides}, where)

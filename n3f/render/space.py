@@ -14,7 +14,8 @@ samples are spread along a ray:
   of a sphere centred on the camera path.
   Samples are linear in distance inside the ball and linear in disparity
   beyond it, matching the contraction's resolution. ``unbounded`` (the default
-  for 360-degree ``object`` captures) samples every ray out to
+  for 360-degree ``object`` captures whose bounds come from structure from motion,
+  set by the trainer: ``n3f.fields.sizing.unbounded_default``) samples every ray out to
   :data:`UNBOUNDED_FAR` radii instead of the frame's far bound: the bounds of a
   real capture come from its structure-from-motion points, which rarely reach
   the room behind the object, and a ray that stops short of the room leaves
@@ -147,8 +148,6 @@ def space_for_scene(
             ndc_near=near,
             **overrides,
         )
-    if layout == "object":
-        overrides = {"unbounded": True, **overrides}
     if layout == "egocentric" and "centre" not in overrides and "radius" not in overrides:
         centre, radii = frustum_box(c2w, intrinsics, bounds, image_size)
         overrides = {"centre": centre.tolist(), "radius": radii.tolist(), "inner": 0.8, **overrides}

@@ -40,7 +40,7 @@ from n3f.errors import N3FInputError
 from n3f.features.store import FeatureStore
 from n3f.fields.registry import build_field
 from n3f.fields.settings import FieldSettings, settings_for
-from n3f.fields.sizing import appearance_default, grid_defaults
+from n3f.fields.sizing import appearance_default, grid_defaults, unbounded_default
 from n3f.render.composite import distortion_loss
 from n3f.render.model_io import build_renderer, load_model_file, model_meta, save_model
 from n3f.render.renderer import Renderer
@@ -72,8 +72,11 @@ _RESUMABLE = {"checkpoint_every", "log_every", "eval_frames", "eval_chunk", "eva
 def new_renderer(scene: SceneStore, cfg: TrainConfig, feature_dim: int) -> Renderer:
     """A fresh renderer for ``scene`` with the configured field, space and sampler."""
     train = scene.split("train")
-    space = space_for_scene(scene.attrs["layout"], scene.c2w, scene.intrinsics, scene.bounds, scene.image_size,
-                            **cfg.space.given())
+    layout = scene.attrs["layout"]
+    given = cfg.space.given()
+    if (given.get("kind") or "contract") == "contract" and layout != "forward":
+        given.setdefault("unbounded", unbounded_default(layout, scene.attrs.get("source")))
+    space = space_for_scene(layout, scene.c2w, scene.intrinsics, scene.bounds, scene.image_size, **given)
     field = build_field(cfg.field, feature_dim, scene_field_settings(scene, cfg, space), scene.timestamps, train)
     return Renderer(field, space, cfg.sampler_settings(), cfg.background)
 

@@ -68,7 +68,9 @@ def write_scene_report(scene_path: str | Path, evaluated: list[Evaluated], out_m
             f"{metrics.get('feature_cosine', float('nan')):.3f} |"
         )
     lines.append("")
-    strips = [(ev, r) for ev in evaluated for r in json.loads((ev.folder / "metrics.json").read_text()).get("renders", [])[:1]]
+    # renders/ is a by-product, not a rule output: link only strips that are there
+    strips = [(ev, r) for ev in evaluated for r in json.loads((ev.folder / "metrics.json").read_text()).get("renders", [])[:1]
+              if (ev.folder / r).is_file()]
     if strips:  # what the held-out numbers look like: [photo | render | error] of the distilled field
         lines += ["Held-out frames, photo | render | error (each stage's `renders/`):", ""]
         lines += [f"![{ev.field} {ev.teacher}]({Path(os.path.relpath(ev.folder / r, out_md.parent)).as_posix()})" for ev, r in strips]

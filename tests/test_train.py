@@ -359,7 +359,9 @@ def test_cli_lists_fields_and_default_steps_from_the_settings():
     assert list(field.choices) == list(FIELD_SETTINGS)
     helps = {name: next(a for a in p._actions if a.dest == "steps").help for name, p in (("rgb", pre), ("distill", dist))}
     for name, d in FIELD_DEFAULTS.items():
-        assert f"{name} {d['steps']}" in helps["rgb"] and f"{name} {d['distill_steps']}" in helps["distill"]
+        if "steps" in d:  # grid: steps by quality and scene size (GRID_SCHEDULES)
+            assert f"{name} {d['steps']}" in helps["rgb"] and f"{name} {d['distill_steps']}" in helps["distill"]
+    assert "grid by quality and scene size" in helps["rgb"] and "grid by quality" in helps["distill"]
     schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
     assert schema["$defs"]["field"]["enum"] == list(FIELD_SETTINGS)
 

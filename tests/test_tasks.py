@@ -87,6 +87,15 @@ def test_region_known_answers():
     d = np.linalg.norm(grid.numpy()[..., None, :] - surface[None, None], axis=-1).min(-1)
     assert (got.numpy() == exact)[np.abs(d - 0.1) > 0.02].all()
     assert not Region.around(np.zeros((0, 3)), 0.1).contains_np(probe).any()
+    # a ray passes through the region iff some point of its forward half-line is inside (dense brute force)
+    origins = torch.as_tensor(rng.uniform(-1.0, 1.0, (400, 3)), dtype=torch.float32)
+    dirs = torch.nn.functional.normalize(torch.as_tensor(rng.standard_normal((400, 3)), dtype=torch.float32), dim=-1)
+    t = torch.linspace(0.0, 4.0, 4001)
+    brute = region.contains(origins[:, None] + t[None, :, None] * dirs[:, None]).any(1)
+    hits = region.ray_hits(origins, dirs)
+    assert brute.any() and not brute.all() and (hits == brute).float().mean() > 0.99
+    assert hits[brute].all()  # conservative: a ray with a sample inside is never skipped
+    assert not region.ray_hits(torch.tensor([[0.5, 0.0, 0.0]]), torch.tensor([[1.0, 0.0, 0.0]])).any()  # points away
     with pytest.raises(ValueError, match="positive"):
         Region.around(surface, 0.0)
     # a feature match outside the region is not a match
@@ -252,6 +261,12 @@ def test_locality_leaves_a_far_look_alike_alone(tiny, tmp_path):
         changed = np.abs(removed - before).mean(-1)
         return [(kept["opacity"][..., 0][m].mean(), changed[m].mean()) for m in (mq, mt)]
 
+    # rendering only the rays that meet the region gives the whole-frame edit
+    for keep in (True, False):
+        full = inputs.renderer.render_frame(st, frame, outputs=("rgb", "features"), density_modifier=local.modifier(keep))
+        part = local.render_edit(inputs, frame, keep)
+        for k, v in part.items():
+            np.testing.assert_allclose(v, full[k], atol=1e-5)
     (q_kept, q_changed), (t_kept, t_changed) = selected(local)
     assert q_kept > 0.3 and q_changed > 0.1  # the query object is selected and removed
     assert t_kept < 0.02 and t_changed < 0.01  # its look-alike is not

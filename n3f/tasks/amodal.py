@@ -101,13 +101,10 @@ def evaluate_amodal(
         obj, k = oq.name, oq.index
         desc_t = descriptor(inputs, obj, "teacher")[0]  # same query frame and mask as oq
         visible = [f for f in frames if st.masks(f, "amodal")[k].any()][:max_frames]
-        modifier = oq.modifier(keep=True)
         per_frame = []
         for f in visible:
             amodal, modal = st.masks(f, "amodal")[k], st.masks(f, "modal")[k]
-            out = inputs.renderer.render_frame(st, f, chunk=inputs.chunk, outputs=("features",),
-                                               density_modifier=modifier)
-            opacity = out["opacity"][..., 0]
+            opacity = oq.render_edit(inputs, f, keep=True)["opacity"][..., 0]
             teacher_dist = cosine_distance_map(inputs.teacher(f), desc_t)
             scores = amodal_scores(opacity, teacher_dist, amodal, modal, opacity_threshold)
             per_frame.append({"frame": f, **scores})

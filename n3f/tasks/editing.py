@@ -92,12 +92,10 @@ def evaluate_editing(
     for oq in queries:
         obj, k = oq.name, oq.index
         visible = [f for f in frames if st.masks(f, "amodal")[k].any()][:max_frames]
-        modifier = oq.modifier(keep=False)
         per_frame = []
         for f in visible:
             before = inputs.render(f)["rgb"]
-            after = inputs.renderer.render_frame(st, f, chunk=inputs.chunk, outputs=("rgb", "features"),
-                                                 density_modifier=modifier)["rgb"]
+            after = oq.render_edit(inputs, f, keep=False)["rgb"]
             gt = gt_view(st, f, exclude=(obj,))["rgb"]
             amodal = st.masks(f, "amodal")[k]
             per_frame.append({"frame": f, **edit_scores(before, after, gt, st.frame(f), amodal)})

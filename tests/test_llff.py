@@ -79,5 +79,5 @@ def test_unreadable_image_names_the_file(goldcape, tmp_path):
 
 def test_missing_mask_folder(goldcape, tmp_path):
     root, _ = _copy(goldcape, tmp_path)
-    with pytest.raises(N3FInputError, match="mask folder not found"):
+    with pytest.raises(N3FInputError, match="masks folder not found"):
         load_llff(root, images="images_8", masks="masks_8")

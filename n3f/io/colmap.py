@@ -24,6 +24,7 @@ import numpy as np
 import pycolmap
 
 from n3f.errors import N3FInputError
+from n3f.io.annotations import AnnotationPaths, nearest_resizer, read_annotations
 from n3f.io.checks import check_aspect, check_bounds, check_intrinsics, check_rigid, same_aspect
 from n3f.io.images import image_size, read_image, resize_factor_for, scale_intrinsics
 from n3f.io.video import INDEX_FILE, frame_times
@@ -270,8 +271,13 @@ def load_colmap(
     name: str = "scene",
     max_size: int | None = None,
     layout: str = "object",
+    annotation_paths: AnnotationPaths | None = None,
+    annotations_base: str | Path | None = None,
 ) -> SceneData:
     """Load registered images of a COLMAP model as a :class:`SceneData`.
+
+    ``annotation_paths``: object masks of the frames (:mod:`n3f.io.annotations`), relative to
+    ``annotations_base`` (default: the image folder's parent).
 
     ``model_dir`` is the folder with ``cameras/images/points3D`` (``.bin`` or
     ``.txt``) or a ``sparse/`` folder of numbered models; ``images_dir`` the
@@ -358,7 +364,12 @@ def load_colmap(
     check_bounds(bounds, names, str(path), "no 3D point lies in front of this camera; re-run the reconstruction.")
 
     models = sorted({rec.cameras[rec.images[i].camera_id].model.name for i in image_ids})
+    mask_warps = [warps[k] if warps[k].distorted else nearest_resizer(target) for k in keys]
+    annotations, summary = read_annotations(
+        annotation_paths or AnnotationPaths(), Path(annotations_base or images_dir.parent), paths,
+        [k.disk_size[::-1] for k in keys], target[::-1], mask_warps)
     return SceneData(
+        annotations=annotations,
         timestamps=_video_timestamps(images_dir, names),
         name=name,
         source=str(path),
@@ -374,7 +385,8 @@ def load_colmap(
                 "camera_models": models,
                 "undistorted": any(w.distorted for w in warps.values()),
                 "n_points3D": int(rec.num_points3D()),
-            }
+            },
+            **({"annotations": summary, "import": (annotation_paths or AnnotationPaths()).record()} if summary else {}),
         },
     )
 
@@ -387,10 +399,20 @@ def import_colmap(
     images: str = "images",
     max_size: int | None = None,
     layout: str = "object",
+    masks: str | None = None,
+    labels: str | None = None,
+    objects: str | None = None,
+    amodal_masks: str | None = None,
+    amodal_labels: str | None = None,
 ) -> SceneData:
-    """The ``colmap`` source: a COLMAP project at ``path``, with ``model`` and ``images`` folders under it."""
+    """The ``colmap`` source: a COLMAP project at ``path``, with ``model`` and ``images`` folders under it.
+
+    ``masks``, ``labels``, ``objects``, ``amodal_masks``, ``amodal_labels``: annotations under ``path``
+    (:mod:`n3f.io.annotations`).
+    """
     path = Path(path)
-    return load_colmap(path / model, path / images, name=name, max_size=max_size, layout=layout)
+    return load_colmap(path / model, path / images, name=name, max_size=max_size, layout=layout,
+                       annotation_paths=AnnotationPaths(masks, labels, objects, amodal_masks, amodal_labels), annotations_base=path)
 
 
 def import_sfm_model(
@@ -400,9 +422,16 @@ def import_sfm_model(
     images: str | Path,
     max_size: int | None = None,
     layout: str = "object",
+    masks: str | None = None,
+    labels: str | None = None,
+    objects: str | None = None,
+    amodal_masks: str | None = None,
+    amodal_labels: str | None = None,
 ) -> SceneData:
     """The ``video`` and ``images`` sources: the model the sfm stage wrote at ``path``, and the frames it posed.
 
     Both come from the pipeline (``n3f scene --colmap-model --images``), not from the config entry.
+    Annotation options as :func:`import_colmap`, relative paths under the photo folder's parent.
     """
-    return load_colmap(path, images, name=name, max_size=max_size, layout=layout)
+    return load_colmap(path, images, name=name, max_size=max_size, layout=layout,
+                       annotation_paths=AnnotationPaths(masks, labels, objects, amodal_masks, amodal_labels), annotations_base=Path(images).parent)

@@ -15,8 +15,9 @@ import numpy as np
 
 from n3f.errors import N3FInputError
 from n3f.io.checks import check_aspect, check_bounds, check_one_size, check_rigid
-from n3f.io.images import LazyFrames, image_size, list_images, read_image, read_mask, resize_factor_for, resizer
-from n3f.scene_data import Annotations, SceneData
+from n3f.io.annotations import AnnotationPaths, read_annotations
+from n3f.io.images import LazyFrames, image_size, list_images, read_image, resize_factor_for, resizer
+from n3f.scene_data import SceneData
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +40,18 @@ def load_llff(
     name: str = "scene",
     images: str = "images",
     masks: str | None = None,
+    labels: str | None = None,
+    objects: str | None = None,
+    amodal_masks: str | None = None,
+    amodal_labels: str | None = None,
     max_size: int | None = None,
     layout: str = "forward",
     n_frames: int | None = None,
 ) -> SceneData:
     """Import an LLFF capture: ``path/poses_bounds.npy`` and ``path/<images>/``.
 
-    ``masks`` names an optional folder of binary masks (same file stems as the
-    images), imported as one annotated object, ``foreground``, on every frame.
+    ``masks``, ``labels``, ``objects``, ``amodal_masks``, ``amodal_labels``:
+    object annotations under ``path`` (:mod:`n3f.io.annotations`).
     """
     root = Path(path)
     pb_path = root / "poses_bounds.npy"
@@ -74,17 +79,17 @@ def load_llff(
         keep = np.linspace(0, len(files) - 1, n_frames).round().astype(int)
         files, pb = [files[i] for i in keep], pb[keep]
     c2w, hwf, bounds = llff_to_opencv_c2w(pb)
-    labels = [f.name for f in files]
+    names = [f.name for f in files]
     where = str(pb_path)
     check_rigid(
-        c2w, labels, where,
+        c2w, names, where,
         "LLFF rows hold [down, right, back | t | hwf] camera-to-world columns (imgs2poses.py); regenerate the "
         "file with LLFF's imgs2poses.py if it was written by another tool.",
     )
-    check_bounds(bounds, labels, where, "Columns 15 and 16 of each row are the near and far depth; re-run imgs2poses.py.")
+    check_bounds(bounds, names, where, "Columns 15 and 16 of each row are the near and far depth; re-run imgs2poses.py.")
     if (hwf <= 0).any():
         i = int(np.flatnonzero((hwf <= 0).any(axis=1))[0])
-        raise N3FInputError(f"{where}: image height/width/focal of frame '{labels[i]}' is {hwf[i].tolist()}; all must be > 0.")
+        raise N3FInputError(f"{where}: image height/width/focal of frame '{names[i]}' is {hwf[i].tolist()}; all must be > 0.")
 
     h0, w0 = read_image(files[0]).shape[:2]
     sizes = [(w0, h0)] + [image_size(f) for f in files[1:]]
@@ -101,21 +106,8 @@ def load_llff(
         sx, sy = out_w / w_full, out_h / h_full
         intrinsics[i] = [[focal * sx, 0, out_w / 2], [0, focal * sy, out_h / 2], [0, 0, 1]]
 
-    annotations = None
-    if masks:
-        mask_dir = root / masks
-        if not mask_dir.is_dir():
-            raise N3FInputError(f"mask folder not found: {mask_dir}; remove 'masks' from the config or fix the name.")
-        by_stem = {p.stem: p for p in mask_dir.iterdir() if p.is_file()}
-        annotated = [i for i, f in enumerate(files) if f.stem in by_stem]
-        if not annotated:
-            raise N3FInputError(f"no mask in {mask_dir} matches an image stem of {root / images}.")
-        if len(annotated) < len(files):
-            log.warning("%d images have no mask in %s", len(files) - len(annotated), mask_dir)
-        modal = np.stack(
-            [read_mask(by_stem[files[i].stem], (out_h, out_w), frame_hw=(h0, w0), frame_path=files[i]) for i in annotated]
-        )[:, None]
-        annotations = Annotations(np.array(annotated), ["foreground"], modal)
+    paths = AnnotationPaths(masks, labels, objects, amodal_masks, amodal_labels)
+    annotations, summary = read_annotations(paths, root, files, (h0, w0), (out_h, out_w))
 
     return SceneData(
         name=name,
@@ -127,5 +119,6 @@ def load_llff(
         bounds=bounds,
         layout=layout,
         annotations=annotations,
-        attrs={"import": {"path": str(root), "images": images, "masks": masks, "max_size": max_size}},
+        attrs={"import": {"path": str(root), "images": images, "max_size": max_size, **paths.record()},
+               **({"annotations": summary} if summary else {})},
     )

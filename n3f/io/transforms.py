@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from n3f.errors import N3FInputError
+from n3f.io.annotations import AnnotationPaths, nearest_resizer, read_annotations
 from n3f.io.checks import (
     ROTATION_TOLERANCE, check_aspect, check_bounds, check_rigid, closest_point_to_axes, pose_matrix, same_aspect,
 )
@@ -107,8 +108,17 @@ def load_transforms(
     layout: str = "object",
     near: float | None = None,
     far: float | None = None,
+    masks: str | None = None,
+    labels: str | None = None,
+    objects: str | None = None,
+    amodal_masks: str | None = None,
+    amodal_labels: str | None = None,
 ) -> SceneData:
-    """Import a ``transforms.json`` file (or a folder holding one)."""
+    """Import a ``transforms.json`` file (or a folder holding one).
+
+    ``masks``, ``labels``, ``objects``, ``amodal_masks``, ``amodal_labels``: annotations under the
+    file's folder (:mod:`n3f.io.annotations`); undistorted frames take their masks through the same warp.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / "transforms.json"
@@ -142,19 +152,19 @@ def load_transforms(
         raise N3FInputError(f"none of the {len(frames)} images listed in {path} exist; check 'file_path' entries.")
     kept.sort(key=lambda fi: fi[1].name)
 
-    labels = [p.name for _, p in kept]
+    frame_labels = [p.name for _, p in kept]
     c2w = np.stack(
-        [pose_matrix(f["transform_matrix"], f"{path}: transform_matrix of frame '{label}'") for (f, _), label in zip(kept, labels)]
+        [pose_matrix(f["transform_matrix"], f"{path}: transform_matrix of frame '{label}'") for (f, _), label in zip(kept, frame_labels)]
     )
     c2w = _unscale_rotations(c2w, path)
     c2w = c2w @ OPENGL_TO_OPENCV
     check_rigid(
-        c2w, labels, str(path),
+        c2w, frame_labels, str(path),
         "transform_matrix must be a camera-to-world [R | t] in OpenGL axes (x right, y up, z back), as "
         "instant-ngp and nerfstudio write it.",
     )
 
-    cams = [_camera(meta, f, path, label) for (f, _), label in zip(kept, labels)]
+    cams = [_camera(meta, f, path, label) for (f, _), label in zip(kept, frame_labels)]
     first = cams[0]
     w, h = int(first["w"]), int(first["h"])
     fix = "use the images this transforms.json was written for (w/h, top level or per frame)."
@@ -171,7 +181,7 @@ def load_transforms(
     out_wh = (round(w * factor), round(h * factor))
     intrinsics = np.zeros((len(kept), 3, 3))
     transforms: dict[tuple, Any] = {}
-    per_frame = []
+    per_frame, mask_warps = [], []
     for i, cam in enumerate(cams):
         k = np.array([[cam["fl_x"], 0, cam["cx"]], [0, cam["fl_y"], cam["cy"]], [0, 0, 1]], dtype=np.float64)
         dist = np.array([cam.get("k1", 0), cam.get("k2", 0), cam.get("p1", 0), cam.get("p2", 0), cam.get("k3", 0)])
@@ -179,6 +189,7 @@ def load_transforms(
         if key not in transforms:
             transforms[key] = undistorter(k, dist, (int(cam["w"]), int(cam["h"])), out_wh)
         per_frame.append(transforms[key][0])
+        mask_warps.append(transforms[key][0] if np.any(dist != 0) else nearest_resizer(out_wh))
         intrinsics[i] = transforms[key][1]
 
     paths = [p for _, p in kept]
@@ -193,7 +204,11 @@ def load_transforms(
         "Bounds come from the 'near'/'far' options where given, else from the camera spread; set both "
         "options with 0 < near < far.",
     )
+    ann_paths = AnnotationPaths(masks, labels, objects, amodal_masks, amodal_labels)
+    ann, summary = read_annotations(ann_paths, root, paths, [(image_size(p) or (int(c["w"]), int(c["h"])))[::-1] for p, c in zip(paths, cams)],
+                                    out_wh[::-1], mask_warps)
     return SceneData(
+        annotations=ann,
         name=name,
         source="transforms",
         frames=frames_seq,
@@ -209,7 +224,9 @@ def load_transforms(
                 "missing_frames": [str(p.name) for _, p in missing],
                 "max_size": max_size,
                 "undistorted": any(abs(v) > 0 for key in transforms for v in key[9:14]),
-            }
+                **ann_paths.record(),
+            },
+            **({"annotations": summary} if summary else {}),
         },
     )
 

@@ -65,6 +65,21 @@ def _max_size() -> Option:
                   "scaled with them); null keeps the size on disk", nullable=True, min=8)
 
 
+# Object annotations of real captures (n3f.io.annotations; layouts in docs/annotations.md). Relative
+# paths are under the scene's data folder: path (llff, colmap), the folder of transforms.json, or the
+# folder holding the photo folder / video file (images, video).
+ANNOTATION_OPTIONS: dict[str, Option] = {
+    "masks": Option(str, None, "binary masks named like the frames: <masks>/<stem>.png (one object, 'foreground') "
+                    "or <masks>/<object>/<stem>.png (one folder per object)", nullable=True),
+    "labels": Option(str, None, "instance-label images <labels>/<stem>.png: 0 background, k object k (grey 8/16-bit "
+                     "or palette PNG)", nullable=True),
+    "objects": Option(str, None, "JSON/YAML file naming label ids ({1: cape, 2: stand}); default objects.json/.yaml "
+                      "in the labels folder", nullable=True),
+    "amodal_masks": Option(str, None, "full-extent masks, layout as 'masks'", nullable=True),
+    "amodal_labels": Option(str, None, "full-extent label images, layout as 'labels'", nullable=True),
+}
+
+
 def _layout(default: str) -> Option:
     return Option(str, default, "camera arrangement, sets the normalisation: forward (LLFF-like), object "
                   "(walk-around), egocentric", choices=LAYOUTS)
@@ -146,8 +161,7 @@ SOURCES: dict[str, Source] = {
         "n3f.io.llff:load_llff",
         {
             "images": Option(str, "images", "image folder under path (images_4, images_8: LLFF's downsampled copies)"),
-            "masks": Option(str, None, "folder of binary foreground masks under path, same file stems and size as "
-                            "the images; imported as one object, 'foreground'", nullable=True),
+            **ANNOTATION_OPTIONS,
             "max_size": _max_size(),
             "layout": _layout("forward"),
             "n_frames": Option(int, None, "keep this many frames, evenly spread over the capture", nullable=True,
@@ -163,6 +177,7 @@ SOURCES: dict[str, Source] = {
                            "spread", nullable=True, min=0, min_exclusive=True),
             "far": Option(float, None, "far depth bound of every frame (world units); default from the camera "
                           "spread", nullable=True, min=0, min_exclusive=True),
+            **ANNOTATION_OPTIONS,
         },
         rule=_near_before_far,
     ),
@@ -174,6 +189,7 @@ SOURCES: dict[str, Source] = {
             "images": Option(str, "images", "image folder under path that the model's image names are relative to"),
             "max_size": _max_size(),
             "layout": _layout("object"),
+            **ANNOTATION_OPTIONS,
         },
     ),
     "epic": Source(
@@ -188,14 +204,14 @@ SOURCES: dict[str, Source] = {
     ),
     "video": Source(
         "n3f.io.colmap:import_sfm_model",
-        {"max_size": _max_size(), "layout": _layout("object")},
+        {"max_size": _max_size(), "layout": _layout("object"), **ANNOTATION_OPTIONS},
         posed_by_sfm=True,
         blocks={"frames": Block(FRAME_OPTIONS, "frame extraction (n3f frames)", _one_frame_selection), "sfm": _SFM},
         hint=" Frame extraction options go under 'frames:', structure-from-motion options under 'sfm:'.",
     ),
     "images": Source(
         "n3f.io.colmap:import_sfm_model",
-        {"max_size": _max_size(), "layout": _layout("object")},
+        {"max_size": _max_size(), "layout": _layout("object"), **ANNOTATION_OPTIONS},
         posed_by_sfm=True,
         blocks={"sfm": _SFM},
         hint=" Structure-from-motion options go under 'sfm:'.",
@@ -263,6 +279,9 @@ def build_scene(
         if colmap_model is None or images_dir is None:
             raise N3FInputError(f"scene '{name}': source '{source}' needs the sfm stage's model; run the pipeline.")
         path, options["images"] = Path(colmap_model), images_dir
+        for key in ANNOTATION_OPTIONS:  # relative to the capture, not to the pipeline's sfm workspace
+            if options.get(key):
+                options[key] = str(Path(entry["path"]).parent / options[key])
     elif src.needs_path:
         path = Path(entry["path"])
         if not path.exists():

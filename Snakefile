@@ -13,6 +13,7 @@ include: "workflow/rules/scene.smk"
 include: "workflow/rules/teachers.smk"
 include: "workflow/rules/fields.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/queries.smk"
 
 
 rule all:

@@ -13,6 +13,7 @@ from typing import Any
 
 from n3f.errors import N3FInputError
 from n3f.scene.sources import check_scene_entry
+from n3f.tasks.query_spec import parse_queries
 from n3f.teachers.settings import check_teacher_entry
 from n3f.train.config import FIELD_DEFAULTS, TrainConfig
 
@@ -41,6 +42,7 @@ def check_config(config: dict[str, Any]) -> None:
     for i, entry in enumerate(config.get("scenes") or []):
         where = f"scenes[{entry.get('name', i)}]"
         check_scene_entry(entry)
+        parse_queries(f"{where}.queries", entry.get("queries"))
         _check_training(entry.get("training"), f"{where}.training", per_field=False)
     for i, entry in enumerate(config.get("teachers") or []):
         check_teacher_entry(entry, f"teachers[{i}]")

@@ -34,7 +34,7 @@ def run_report(args: argparse.Namespace) -> None:
     for spec in args.evaluated:
         field, teacher, folder, features = spec.split(",")
         evaluated.append(Evaluated(field, teacher, Path(folder), Path(features)))
-    write_scene_report(args.scene, evaluated, args.out, device=args.device or "cpu")
+    write_scene_report(args.scene, evaluated, args.out, device=args.device or "cpu", retrieval=args.retrieval)
 
 
 def run_task_tables(args: argparse.Namespace) -> None:
@@ -61,6 +61,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--scene", required=True)
     r.add_argument("--evaluated", nargs="+", required=True, help="field,teacher,folder,feature_store for each pair")
     r.add_argument("--out", required=True, help="report.md path (figures go beside it in figures/)")
+    r.add_argument("--no-retrieval", dest="retrieval", action="store_false",
+                   help="the scene is not scored (no annotations): report its fields and queries only")
     r.add_argument("--device")
     r.set_defaults(func=run_report)
 

@@ -64,6 +64,32 @@ def run_amodal(args: argparse.Namespace) -> None:
           f"{s['mean_iou_teacher_best']:.3f}")
 
 
+def run_query(args: argparse.Namespace) -> None:
+    import json
+
+    import torch
+
+    from n3f.errors import N3FInputError
+    from n3f.tasks.common import load_inputs
+    from n3f.tasks.queries import downscale_for, run_query
+    from n3f.tasks.query_spec import QueryProducts, parse_query
+
+    try:
+        entry = json.loads(args.query)
+    except json.JSONDecodeError as err:
+        raise N3FInputError(f"--query: not a JSON object ({err}).") from err
+    spec = parse_query(args.where, entry)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    products = QueryProducts(max_side=args.max_side, frames=args.frames, novel=args.novel,
+                             video_frames=args.video_frames, locality=args.locality)
+    inputs = load_inputs(args.scene, args.features, args.model, args.device, chunk=args.chunk, ground_truth=False)
+    inputs.downscale = downscale_for(inputs.store.image_size, products.max_side)
+    s = run_query(inputs, spec, args.out, where=args.where, products=products)
+    print(f"[query {s['scene']}/{spec.name}] frame {s['frame_name']}: {s['segment3d']['points']} 3D points, "
+          f"{len(s['views'])} views")
+
+
 def _positive(text: str) -> float:
     value = float(text)
     if not value > 0:
@@ -116,3 +142,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     _common(a, 4)
     a.add_argument("--opacity-threshold", type=float, default=OPACITY_THRESHOLD)
     a.set_defaults(func=run_amodal)
+
+    from n3f.tasks.defaults import LOCALITY as _LOCALITY
+    from n3f.tasks.query_spec import QueryProducts
+
+    d = QueryProducts()
+    q = sub.add_parser("query", help="a region you draw on one frame: 2D/3D segmentation, removal and amodal products")
+    q.add_argument("--scene", required=True, help="scene store (any source)")
+    q.add_argument("--features", required=True, help="teacher feature store")
+    q.add_argument("--model", required=True, help="distilled model.pt")
+    q.add_argument("--query", required=True,
+                   help='the query as JSON: {"name": ..., "frame": index or file name, and "mask": file, '
+                        '"box": [x0, y0, x1, y1] or "point": [x, y] (with "radius")} (docs/queries.md)')
+    q.add_argument("--where", default="query", help="how errors name the query (the config key)")
+    q.add_argument("--out", required=True, help="output folder: query.json (written last) and the products")
+    q.add_argument("--max-side", type=int, default=d.max_side, help="longer side of every render in pixels")
+    q.add_argument("--frames", type=int, default=d.frames, help="stored frames segmented besides the query frame")
+    q.add_argument("--novel", type=int, default=d.novel, help="novel views between the cameras")
+    q.add_argument("--video-frames", type=int, default=d.video_frames, help="frames of removal.mp4 (0: none)")
+    qloc = q.add_mutually_exclusive_group()
+    qloc.add_argument("--locality", type=_positive, default=_LOCALITY, metavar="MARGIN",
+                      help="3D region margin around the query's surface (normalised units; default: %(default)s)")
+    qloc.add_argument("--no-locality", dest="locality", action="store_const", const=None)
+    q.add_argument("--chunk", type=int, default=None, help="rays per render pass")
+    q.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
+    q.add_argument("--device")
+    q.set_defaults(func=run_query)

@@ -46,7 +46,9 @@ def _require(folder: Path, names: tuple[str, ...]) -> None:
         raise N3FInputError(f"{folder}: {', '.join(missing)} missing; run training and eval_retrieval for it first.")
 
 
-def write_scene_report(scene_path: str | Path, evaluated: list[Evaluated], out_md: str | Path, device: str = "cpu") -> Path:
+def write_scene_report(scene_path: str | Path, evaluated: list[Evaluated], out_md: str | Path, device: str = "cpu",
+                       retrieval: bool = True) -> Path:
+    """The scene's report.md; ``retrieval=False`` for a scene without annotations (fields and queries only)."""
     from n3f.render.model_io import load_renderer
 
     store = SceneStore(scene_path)
@@ -55,18 +57,25 @@ def write_scene_report(scene_path: str | Path, evaluated: list[Evaluated], out_m
     fig_dir.mkdir(parents=True, exist_ok=True)
     lines = [f"# Scene `{store.name}`", "", f"Source: {store.attrs['source']}, layout {store.attrs['layout']}, "
              f"{store.n_frames} frames of {store.image_size[1]}x{store.image_size[0]}.", ""]
-    lines += ["## Object retrieval mAP (%)", "", "| field | teacher | teacher mAP | N3F mAP | gain | held-out PSNR (dB) | SSIM | feature cosine |",
-              "|---|---|---:|---:|---:|---:|---:|---:|"]
+    if retrieval:
+        lines += ["## Object retrieval mAP (%)", "",
+                  "| field | teacher | teacher mAP | N3F mAP | gain | held-out PSNR (dB) | SSIM | feature cosine |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|"]
+    else:
+        lines += ["## Fields", "", "| field | teacher | held-out PSNR (dB) | SSIM | feature cosine |", "|---|---|---:|---:|---:|"]
     for ev in evaluated:
-        _require(ev.folder, ("retrieval.json", "metrics.json", "retrieval_rows.csv", "model.pt"))
+        _require(ev.folder, ("retrieval.json", "metrics.json", "retrieval_rows.csv", "model.pt") if retrieval
+                 else ("metrics.json", "model.pt"))
     for ev in evaluated:
-        summary = json.loads((ev.folder / "retrieval.json").read_text())
         metrics = json.loads((ev.folder / "metrics.json").read_text())
-        lines.append(
-            f"| {ev.field} | {ev.teacher} | {summary['map_teacher']:.1f} | {summary['map_n3f']:.1f} | "
-            f"{summary['gain']:+.1f} | {metrics.get('psnr', float('nan')):.2f} | {metrics.get('ssim', float('nan')):.3f} | "
-            f"{metrics.get('feature_cosine', float('nan')):.3f} |"
-        )
+        quality = (f"{metrics.get('psnr', float('nan')):.2f} | {metrics.get('ssim', float('nan')):.3f} | "
+                   f"{metrics.get('feature_cosine', float('nan')):.3f} |")
+        if retrieval:
+            summary = json.loads((ev.folder / "retrieval.json").read_text())
+            lines.append(f"| {ev.field} | {ev.teacher} | {summary['map_teacher']:.1f} | {summary['map_n3f']:.1f} | "
+                         f"{summary['gain']:+.1f} | {quality}")
+        else:
+            lines.append(f"| {ev.field} | {ev.teacher} | {quality}")
     lines.append("")
     # renders/ is a by-product, not a rule output: link only strips that are there
     strips = [(ev, r) for ev in evaluated for r in json.loads((ev.folder / "metrics.json").read_text()).get("renders", [])[:1]
@@ -76,6 +85,9 @@ def write_scene_report(scene_path: str | Path, evaluated: list[Evaluated], out_m
         lines += [f"![{ev.field} {ev.teacher}]({Path(os.path.relpath(ev.folder / r, out_md.parent)).as_posix()})" for ev, r in strips]
         lines.append("")
     for ev in evaluated:
+        lines += _query_section(ev, out_md.parent)
+        if not retrieval:
+            continue
         rows = pd.read_csv(ev.folder / "retrieval_rows.csv")
         obj, q, g = _typical_pair(rows)
         k = store.object_names.index(obj)
@@ -116,4 +128,40 @@ def _task_section(ev: Evaluated, report_dir: Path) -> list[str]:
             lines += [f"![{task}]({pictures[0].relative_to(report_dir)})", ""]
         if clouds:
             lines += [f"Point clouds: `{clouds[0].relative_to(report_dir)}` (selected points in red) and others beside it.", ""]
+    return lines
+
+
+def _query_section(ev: Evaluated, report_dir: Path) -> list[str]:
+    """Every query's products (``queries/<query>/``): what it selected, where, and the figures."""
+    summaries = sorted((ev.folder / "queries").glob("*/query.json"))
+    if not summaries:
+        return []
+    lines = [f"## Queries ({ev.field} / {ev.teacher})", "",
+             "Each query is a region drawn on one frame; everything below is derived from that frame alone.", "",
+             "| query | frame | region | 3D threshold | 3D points | bounding box (world) |", "|---|---|---|---:|---:|---|"]
+    for path in summaries:
+        q = json.loads(path.read_text())
+        box = q["segment3d"]["bbox_world"]
+        extent = "none" if box is None else " x ".join(f"{b - a:.3g}" for a, b in zip(box["min"], box["max"]))
+        lines.append(f"| {q['query']['name']} | {q['frame_name']} | {next(k for k in ('mask', 'box', 'point') if k in q['query'])}"
+                     f" ({q['region_pixels']} px) | {q['thresholds']['feature_3d']:.2f} | {q['segment3d']['points']} | {extent} |")
+    lines.append("")
+    for path in summaries:
+        q = json.loads(path.read_text())
+        folder = path.parent
+        rel = lambda p: Path(os.path.relpath(folder / p, report_dir)).as_posix()  # noqa: E731
+        name, views = q["query"]["name"], [v["view"] for v in q["views"]]
+        novel = next((v["view"] for v in q["views"] if not v["stored"]), None)
+        lines += [f"### {name}", "",
+                  "2D segmentation, image | teacher similarity | N3F similarity | N3F mask (query frame, then a novel view):", "",
+                  f"![{name} segmentation]({rel(f'segment2d/{views[0]}.png')})", ""]
+        if novel:
+            lines += [f"![{name} novel view]({rel(f'segment2d/{novel}.png')})", ""]
+        lines += ["Removal, before | after; amodal, render | object-only opacity | mask:", "",
+                  f"![{name} removal]({rel(f'removal/{views[0]}.png')})", "",
+                  f"![{name} amodal]({rel(f'amodal/{views[0]}.png')})", ""]
+        links = [f"3D segment `{rel(q['segment3d']['file'])}` ({q['segment3d']['points']} points)"]
+        if q.get("removal_video"):
+            links.append(f"removal video `{rel(q['removal_video']['file'])}`")
+        lines += [", ".join(links) + ".", ""]
     return lines

@@ -67,43 +67,90 @@ def eval_frames(store: SceneStore, max_frames: int) -> list[int]:
     return frames
 
 
+@dataclass(frozen=True)
+class View:
+    """A camera to render: a stored frame's own, or a novel one (time/appearance codes of ``frame``)."""
+
+    name: str  # 'frame_0012', 'novel_03': names its figures and caches its render
+    c2w: np.ndarray  # (4, 4) normalised world
+    intrinsics: np.ndarray  # (3, 3) at the stored frame size
+    bounds: np.ndarray  # (2,) near, far
+    frame: int  # the stored frame it is, or whose codes a novel view takes
+    stored: bool = True  # False: no photo and no teacher features exist for it
+
+
 @dataclass
 class Inputs:
-    """A synthetic scene, its teacher features and a trained renderer; unedited renders are cached per frame."""
+    """A scene, its teacher features and a trained renderer; unedited renders are cached per view.
+
+    ``downscale`` renders every view at 1/downscale of the stored frame size
+    (pixel-block centres, :func:`n3f.render.rays.pixel_grid`): the products of
+    a real capture's queries are rendered so on a CPU.
+    """
 
     store: SceneStore
     features: Any  # FeatureStore or None
     renderer: Any
     chunk: int | None = None  # rays per render pass (None: the device default)
+    downscale: int = 1
 
     _rendered: dict | None = None
 
-    def render(self, frame: int) -> dict[str, np.ndarray]:
-        """Unedited render of a stored frame (rgb, features, depth, opacity), cached."""
+    @property
+    def size(self) -> tuple[int, int]:
+        """(H, W) of a render."""
+        h, w = self.store.image_size
+        return h // self.downscale, w // self.downscale
+
+    def view(self, frame: "int | View") -> View:
+        """The stored frame's camera (a View passes through)."""
+        if isinstance(frame, View):
+            return frame
+        st, f = self.store, int(frame)
+        return View(f"frame_{f:04d}", np.asarray(st.c2w[f]), np.asarray(st.intrinsics[f]), np.asarray(st.bounds[f]), f)
+
+    def rays(self, frame: "int | View"):
+        """Every ray of a view, row-major at the render size."""
+        from n3f.render.rays import camera_rays
+
+        v = self.view(frame)
+        h, w = self.store.image_size
+        return camera_rays(v.c2w, v.intrinsics, h, w, v.bounds, v.frame, self.downscale)
+
+    def render(self, frame: "int | View") -> dict[str, np.ndarray]:
+        """Unedited render of a view (rgb, features, depth, opacity), cached."""
+        v = self.view(frame)
         if self._rendered is None:
             self._rendered = {}
-        if frame not in self._rendered:
-            self._rendered[frame] = self.renderer.render_frame(
-                self.store, frame, chunk=self.chunk, outputs=("rgb", "features")
-            )
-            log.info("rendered frame %d", frame)
-        return self._rendered[frame]
+        if v.name not in self._rendered:
+            h, w = self.store.image_size
+            self._rendered[v.name] = self.renderer.render_camera(
+                v.c2w, v.intrinsics, h, w, v.bounds, frame=v.frame, chunk=self.chunk, downscale=self.downscale,
+                outputs=("rgb", "features"))
+            log.info("rendered %s", v.name)
+        return self._rendered[v.name]
 
     def teacher(self, frame: int) -> np.ndarray:
+        """The teacher's features of a stored frame, upsampled to the render size."""
         if self.features is None:
             raise N3FInputError("teacher features are needed (pass --features).")
-        return np.asarray(self.features.upsampled(frame, self.store.image_size), np.float32)
+        return np.asarray(self.features.upsampled(frame, self.size), np.float32)
 
 
 def load_inputs(scene: str | Path, features: str | Path | None, model: str | Path, device: str | None = None,
-                chunk: int | None = None) -> Inputs:
-    """The scene (synthetic, annotated), its teacher features (optional) and the renderer on ``device`` (None: auto)."""
+                chunk: int | None = None, ground_truth: bool = True, downscale: int = 1) -> Inputs:
+    """The scene, its teacher features (optional) and the renderer on ``device`` (None: auto).
+
+    ``ground_truth``: the scene must be synthetic and annotated (the scored tasks); False for a
+    user's queries on any scene.
+    """
     from n3f.device import resolve_device
     from n3f.features.store import FeatureStore
     from n3f.render.model_io import load_renderer
 
     store = SceneStore(scene)
-    require_synthetic(store)
+    if ground_truth:
+        require_synthetic(store)
     feats = None
     if features is not None:
         feats = FeatureStore(features)
@@ -111,7 +158,7 @@ def load_inputs(scene: str | Path, features: str | Path | None, model: str | Pat
             raise N3FInputError(
                 f"{features} has {feats.n_frames} frames but {scene} has {store.n_frames}; rerun teacher_features."
             )
-    return Inputs(store, feats, load_renderer(model, resolve_device(device or None)), chunk)
+    return Inputs(store, feats, load_renderer(model, resolve_device(device or None)), chunk, downscale)
 
 
 def object_primitive(store: SceneStore, obj: str, frame: int):

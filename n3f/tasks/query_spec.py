@@ -25,6 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from n3f.errors import N3FInputError
+from n3f.tasks.defaults import DENSITY_THRESHOLD, LOCALITY, OPACITY_THRESHOLD
 
 QUERY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 QUERY_KEYS = ("name", "frame", "mask", "box", "point", "radius")
@@ -170,3 +171,24 @@ def region_mask(where: str, spec: QuerySpec, size_hw: tuple[int, int]) -> np.nda
     if not out.any():
         raise N3FInputError(f"{where}: the query region is empty; draw it over the object.")
     return out
+
+
+@dataclass(frozen=True)
+class QueryProducts:
+    """How much of each product a query renders (CPU time grows with views x render pixels)."""
+
+    max_side: int = 192
+    """Longer side of every render in pixels (frames are rendered at 1/k of their size, k the smallest that fits)."""
+    frames: int = 4
+    """Stored frames segmented, besides the query frame (evenly spread over the capture)."""
+    novel: int = 2
+    """Novel views, each halfway between two consecutive evaluated frames' cameras."""
+    video_frames: int = 24
+    """Frames of removal.mp4 along a path through the capture's cameras (0: no video)."""
+    video_side: int = 128
+    """Longer side of the video's renders in pixels."""
+    fps: int = 8
+    locality: float | None = LOCALITY
+    """Margin of the 3D region around the query's surface (normalised units; None: features only)."""
+    density_threshold: float = DENSITY_THRESHOLD
+    opacity_threshold: float = OPACITY_THRESHOLD

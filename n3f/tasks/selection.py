@@ -191,22 +191,21 @@ class PointCloud:
     features: np.ndarray  # (P, C) L2-normalised field features
 
 
-def surface_points(inputs: Inputs, frames: Iterable[int], opacity_threshold: float = OPACITY_THRESHOLD) -> PointCloud:
-    """Back-project every confidently opaque pixel of ``frames`` to its rendered depth and query the field there."""
-    from n3f.render.rays import camera_rays
-
-    st, r = inputs.store, inputs.renderer
-    h, w = st.image_size
+def surface_points(inputs: Inputs, frames: Iterable, opacity_threshold: float = OPACITY_THRESHOLD) -> PointCloud:
+    """Back-project every confidently opaque pixel of ``frames`` (stored frames or views) to its rendered
+    depth and query the field there; ``pixel`` indexes the render (:attr:`Inputs.size`)."""
+    r = inputs.renderer
     parts: list[tuple] = []
     for f in frames:
-        rays = camera_rays(st.c2w[f], st.intrinsics[f], h, w, st.bounds[f], f)
-        out = inputs.render(f)
+        view = inputs.view(f)
+        rays = inputs.rays(view)
+        out = inputs.render(view)
         depth = out["depth"].reshape(-1)
         keep = (out["opacity"].reshape(-1) >= opacity_threshold) & np.isfinite(depth)
         pts = rays.origins.numpy()[keep] + rays.directions.numpy()[keep] * depth[keep, None]
-        q = r.query(pts, frame=int(f), outputs=("features",))
+        q = r.query(pts, frame=int(view.frame), outputs=("features",))
         feats = normalise(q["features"].numpy())
-        parts.append((pts, out["rgb"].reshape(-1, 3)[keep], np.full(len(pts), f), np.flatnonzero(keep),
+        parts.append((pts, out["rgb"].reshape(-1, 3)[keep], np.full(len(pts), view.frame), np.flatnonzero(keep),
                       q["density"].numpy(), feats))
     cat = [np.concatenate(x) for x in zip(*parts)]
     return PointCloud(*cat)
@@ -267,6 +266,12 @@ def query_surface(inputs: Inputs, obj: str, frame: int, density_threshold: float
     """The query frame's surface points, labelled object / not the object / dense (see :class:`QuerySurface`)."""
     st = inputs.store
     mask = st.masks(frame, "modal")[st.object_names.index(obj)]
+    return mask_surface(inputs, mask, frame, density_threshold, opacity_threshold)
+
+
+def mask_surface(inputs: Inputs, mask: np.ndarray, frame: int, density_threshold: float = DENSITY_THRESHOLD,
+                 opacity_threshold: float = OPACITY_THRESHOLD) -> QuerySurface:
+    """:func:`query_surface` for any region ``mask`` of a frame, at the render size."""
     cloud = surface_points(inputs, [frame], opacity_threshold)
     inside = _shrink(mask, MASK_MARGIN).reshape(-1)[cloud.pixel]
     outside = ~_grow(mask, MASK_MARGIN).reshape(-1)[cloud.pixel]
@@ -372,30 +377,30 @@ class ObjectQuery:
         """Renderer density modifier keeping only (``keep``) or removing this object's samples."""
         return feature_modifier(self.descriptor, self.threshold, keep, self.density_threshold, self.region)
 
-    def render_edit(self, inputs: Inputs, frame: int, keep: bool) -> dict[str, np.ndarray]:
-        """Render stored ``frame`` with only this object kept (``keep``) or with it removed.
+    def render_edit(self, inputs: Inputs, frame, keep: bool) -> dict[str, np.ndarray]:
+        """Render a view (a stored frame or a :class:`~n3f.tasks.common.View`) with only this object kept
+        (``keep``) or with it removed, at the inputs' render size.
 
         With a region (locality) only the rays that can meet it are rendered:
         the others are exactly as without the edit - unedited (from the
         cached render) when removing, empty when keeping. Keeping returns
         ``opacity`` only (an empty ray's colour is the background's, which
         no task reads); removing returns the unedited render's keys. Amodal
-        rendering on the toy scenes touches a fifth of the pixels this way.
+        rendering on the toy scenes touches about half the pixels this way.
         """
-        from n3f.render.rays import camera_rays
-
-        st, r = inputs.store, inputs.renderer
-        h, w = st.image_size
+        r = inputs.renderer
+        view = inputs.view(frame)
+        h, w = inputs.size
         modifier = self.modifier(keep)
+        rays = inputs.rays(view)
         if self.region is None:
-            out = r.render_frame(st, frame, chunk=inputs.chunk, outputs=("rgb", "features"), density_modifier=modifier)
-            return {"opacity": out["opacity"]} if keep else out
-        rays = camera_rays(st.c2w[frame], st.intrinsics[frame], h, w, st.bounds[frame], frame)
-        hits = self.region.ray_hits(rays.origins, rays.directions)
+            hits = torch.ones(len(rays), dtype=torch.bool)
+        else:
+            hits = self.region.ray_hits(rays.origins, rays.directions)
         if keep:
             base = {"opacity": np.zeros((h, w, 1), np.float32)}
         else:
-            base = {k: np.array(v, copy=True) for k, v in inputs.render(frame).items()}
+            base = {k: np.array(v, copy=True) for k, v in inputs.render(view).items()}
         if hits.any():
             dev = next(r.field.parameters()).device
             out = r.render_rays_chunked(rays[hits].to(dev), chunk=inputs.chunk,

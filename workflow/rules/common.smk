@@ -91,6 +91,11 @@ def task_summary(scene="{scene}", field="{field}", teacher="{teacher}", task="{t
     return f"{distilled_dir(scene, field, teacher)}/{task}/{task}.json"
 
 
+def query_summary(scene="{scene}", field="{field}", teacher="{teacher}", query="{query}"):
+    """A user's query: its products beside query.json (written last)."""
+    return f"{distilled_dir(scene, field, teacher)}/queries/{query}/query.json"
+
+
 def scene_report(scene="{scene}"):
     return f"{RESULTS}/{scene}/report.md"
 
@@ -124,6 +129,7 @@ wildcard_constraints:
     teacher="|".join(map(str, TEACHERS)) or "NO_TEACHERS",
     field="|".join(FIELDS),
     task="|".join(ALL_TASKS),
+    query="[A-Za-z0-9][A-Za-z0-9_.-]*",
 
 
 def scene_entry(wildcards):
@@ -162,6 +168,31 @@ def task_json_files():
     ]
 
 
+def scene_queries(name):
+    """{query name: its config entry} of a scene's ``queries:``."""
+    return {q["name"]: q for q in SCENES[name].get("queries") or []}
+
+
+def query_files(name):
+    """Every query's query.json of a scene, per field and teacher."""
+    return [
+        query_summary(name, field, teacher, query)
+        for field in scene_fields(name)
+        for teacher in TEACHERS
+        for query in scene_queries(name)
+    ]
+
+
+def query_spec(wildcards):
+    """One query's config entry, as ``n3f query --query`` reads it."""
+    return json.dumps(scene_queries(wildcards.scene)[wildcards.query])
+
+
+def reported(name):
+    """Scenes with a report: scored ones, and any with queries."""
+    return evaluated(name) or bool(scene_queries(name))
+
+
 def retrieval_row_files():
     return [
         f"{distilled_dir(name, field, teacher)}/retrieval_rows.csv"
@@ -180,7 +211,8 @@ def all_targets():
             targets.append(feature_store(name, teacher))
             for field in scene_fields(name):
                 targets.append(f"{distilled_dir(name, field, teacher)}/metrics.json")
-        if evaluated(name):
+        targets += query_files(name)
+        if reported(name):
             targets.append(scene_report(name))
     if retrieval_row_files():
         targets += [table("retrieval_map.csv"), table("retrieval_map.md")]
@@ -254,8 +286,11 @@ def report_inputs(wildcards):
     inputs = {"scene": scene_store(scene)}
     for field, teacher in _pairs(scene):
         folder = distilled_dir(scene, field, teacher)
-        for name in ("retrieval.json", "retrieval_rows.csv", "metrics.json", "model.pt"):
+        scored = ("retrieval.json", "retrieval_rows.csv") if evaluated(scene) else ()
+        for name in (*scored, "metrics.json", "model.pt"):
             inputs[f"{field}_{teacher}_{name}".replace(".", "_")] = f"{folder}/{name}"
+        for query in scene_queries(scene):
+            inputs[f"{field}_{teacher}_query_{query}"] = query_summary(scene, field, teacher, query)
         inputs[f"features_{teacher}"] = feature_store(scene, teacher)
         if SCENES[scene]["source"] == "synthetic":
             for task in TASK_COMMANDS:

@@ -63,6 +63,7 @@ rule report_scene:
         ),
     params:
         evaluated=report_pairs,
+        scored=lambda wc: "" if evaluated(wc.scene) else "--no-retrieval",
     log:
         log_file("report_scene", "{scene}"),
     benchmark:
@@ -74,7 +75,8 @@ rule report_scene:
         mem_mb=4000,
         runtime=30,
     shell:
-        "n3f report --scene {input.scene:q} --evaluated {params.evaluated} --out {output.report:q} > {log:q} 2>&1"
+        "n3f report --scene {input.scene:q} --evaluated {params.evaluated} {params.scored} --out {output.report:q}"
+        " > {log:q} 2>&1"
 
 
 rule eval_task:

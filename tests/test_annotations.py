@@ -208,3 +208,65 @@ def test_files_without_a_frame_are_counted(tmp_path: Path, caplog) -> None:
     assert scene.attrs["annotations"]["modal_files_without_frame"] == 1
     assert "img_77" in caplog.text
     check(scene.annotations, 5, 32, 24, [0, 1, 2, 3, 4])
+
+
+# -- the IDR/NeuS importer ----------------------------------------------------
+def write_idr(root: Path, n: int = 6, seed: int = 0) -> dict:
+    """A scan in the NeuS layout from a synthetic scene's exact cameras: cameras_sphere.npz, image/, mask/.
+
+    The world is the synthetic scene's; scale_mat maps a sphere of radius 1.5 around (0.2, -0.1, 0.3)
+    onto it, so the imported poses must be the synthetic ones in that sphere's coordinates."""
+    from n3f.synthetic import make_scene
+
+    scene = make_scene("idr_src", kind="static", n_frames=n, width=40, height=30, seed=seed)
+    (root / "image").mkdir(parents=True)
+    (root / "mask").mkdir()
+    scale = np.eye(4)
+    scale[:3, :3] *= 1.5
+    scale[:3, 3] = [0.2, -0.1, 0.3]
+    mats = {}
+    for i in range(n):
+        k4 = np.eye(4)
+        k4[:3, :3] = scene.intrinsics[i]
+        mats[f"world_mat_{i}"] = k4 @ np.linalg.inv(scene.c2w[i])
+        mats[f"scale_mat_{i}"] = scale
+        cv2.imwrite(str(root / "image" / f"{i:03d}.png"), cv2.cvtColor(np.asarray(scene.frames[i]), cv2.COLOR_RGB2BGR))
+        fg = np.repeat((scene.annotations.modal[i].any(0)[..., None] * 255).astype(np.uint8), 3, -1)
+        cv2.imwrite(str(root / "mask" / f"{i:03d}.png"), fg)  # DTU's masks are 3-channel
+    np.savez(root / "cameras_sphere.npz", **mats)
+    expect = np.linalg.inv(scale)[None] @ scene.c2w
+    expect[:, :3, :3] = scene.c2w[:, :3, :3]  # a uniform scale leaves the rotations as they are
+    return {"c2w": expect, "K": scene.intrinsics, "mask": scene.annotations.modal.any(1)}
+
+
+def test_idr_poses_are_exact(tmp_path: Path) -> None:
+    from n3f.io.idr import load_idr
+
+    truth = write_idr(tmp_path / "scan")
+    scene = load_idr(tmp_path / "scan")
+    np.testing.assert_allclose(scene.c2w, truth["c2w"], atol=1e-6)
+    np.testing.assert_allclose(scene.intrinsics, truth["K"], atol=1e-6)
+    assert scene.annotations.object_names == ["foreground"]
+    np.testing.assert_array_equal(scene.annotations.modal[:, 0], truth["mask"])
+    assert (scene.bounds[:, 0] < scene.bounds[:, 1]).all() and scene.layout == "object"
+    small = build_scene({"name": "scan", "source": "idr", "path": str(tmp_path / "scan"), "options": {"max_size": 20}})
+    np.testing.assert_allclose(small.intrinsics[:, 0, 0], truth["K"][:, 0, 0] / 2)
+    SceneStore(write_scene(small, tmp_path / "s.zarr", progress=False))
+
+
+def test_idr_bad_inputs(tmp_path: Path) -> None:
+    from n3f.io.idr import load_idr
+
+    write_idr(tmp_path / "scan", n=4)
+    cv2.imwrite(str(tmp_path / "scan" / "image" / "004.png"), np.zeros((30, 40, 3), np.uint8))  # one image too many
+    with pytest.raises(N3FInputError, match=r"cameras_sphere\.npz lacks \['world_mat_4'\] for the 5 images"):
+        load_idr(tmp_path / "scan")
+    (tmp_path / "scan" / "image" / "004.png").unlink()
+    mats = dict(np.load(tmp_path / "scan" / "cameras_sphere.npz"))
+    mats["world_mat_2"] = np.full((4, 4), np.nan)
+    np.savez(tmp_path / "scan" / "cameras_sphere.npz", **mats)
+    with pytest.raises(N3FInputError, match=r"world_mat_2/scale_mat_2 \(image 002\.png\) must be finite"):
+        load_idr(tmp_path / "scan")
+    (tmp_path / "scan" / "cameras_sphere.npz").unlink()
+    with pytest.raises(N3FInputError, match=r"IDR cameras not found"):
+        load_idr(tmp_path / "scan")

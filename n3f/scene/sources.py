@@ -192,6 +192,16 @@ SOURCES: dict[str, Source] = {
             **ANNOTATION_OPTIONS,
         },
     ),
+    "idr": Source(
+        "n3f.io.idr:load_idr",
+        {
+            "images": Option(str, "image", "image folder under path (IDR/NeuS: image/)"),
+            "cameras": Option(str, None, "camera file under path; null: cameras_sphere.npz, else cameras.npz",
+                              nullable=True),
+            "max_size": _max_size(),
+            **ANNOTATION_OPTIONS,
+        },
+    ),
     "epic": Source(
         "n3f.io.epic:load_epic",
         {

@@ -188,6 +188,19 @@ def query_spec(wildcards):
     return json.dumps(scene_queries(wildcards.scene)[wildcards.query])
 
 
+def query_inputs(wildcards):
+    """The distilled field, its scene and teacher features, and a mask query's file (edited: the query reruns)."""
+    inputs = {
+        "scene": scene_store(wildcards.scene),
+        "features": feature_store(wildcards.scene, wildcards.teacher),
+        "model": f"{distilled_dir(wildcards.scene, wildcards.field, wildcards.teacher)}/model.pt",
+    }
+    mask = scene_queries(wildcards.scene)[wildcards.query].get("mask")
+    if mask:
+        inputs["mask"] = mask
+    return inputs
+
+
 def reported(name):
     """Scenes with a report: scored ones, and any with queries."""
     return evaluated(name) or bool(scene_queries(name))

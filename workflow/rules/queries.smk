@@ -4,9 +4,7 @@
 
 rule query:
     input:
-        scene=scene_store(),
-        features=feature_store(),
-        model=f"{distilled_dir()}/model.pt",
+        unpack(query_inputs),
     output:
         summary=query_summary(),
     params:

@@ -88,9 +88,9 @@ def test_query_products(trained, tmp_path):
     spec = parse_query("scenes[tiny].queries[cyl]", {"name": "cyl", "frame": frame, "mask": str(mask_file)})
     inputs = load_inputs(trained["scene"], trained["features"], trained["model"], "cpu", ground_truth=False)
     products = QueryProducts(frames=2, novel=1, video_frames=4)
-    summary = run_query(inputs, spec, tmp_path / "cyl", products=products)
+    out = trained["model"].parent / "queries" / "cyl"  # where the pipeline puts it: beside the distilled field
+    summary = run_query(inputs, spec, out, products=products)
 
-    out = tmp_path / "cyl"
     assert json.loads((out / "query.json").read_text())["query"]["name"] == "cyl"
     views = [v["view"] for v in summary["views"]]
     assert len(views) == 4 and sum(not v["stored"] for v in summary["views"]) == 1
@@ -113,6 +113,16 @@ def test_query_products(trained, tmp_path):
     assert inside(world).mean() > max(0.05, 5 * base), (inside(world).mean(), base)
     # the removal changes the rendered image where the object is, the amodal opacity is there
     assert summary["views"][0]["removed_change"] > 0.01 and summary["views"][0]["amodal_pixels"] > 0
+
+    # the scene's report (a scene without retrieval scores) shows the query and links files that exist
+    from n3f.reporting.report import Evaluated, write_scene_report
+
+    report = write_scene_report(trained["scene"], [Evaluated("grid", "mask", out.parent.parent, trained["features"])],
+                                tmp_path / "report" / "report.md", retrieval=False)
+    text = report.read_text()
+    assert "## Queries (grid / mask)" in text and "| cyl | " in text and "## Object retrieval" not in text
+    links = [line[line.index("(") + 1 : -1] for line in text.splitlines() if line.startswith("![")]
+    assert links and all((report.parent / link).is_file() for link in links)
 
     # a box on a frame that is not there: one error naming the query, nothing written
     bad = parse_query("scenes[tiny].queries[box]", {"name": "box", "frame": 99, "box": [0, 0, 4, 4]})

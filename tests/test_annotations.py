@@ -270,3 +270,16 @@ def test_idr_bad_inputs(tmp_path: Path) -> None:
     (tmp_path / "scan" / "cameras_sphere.npz").unlink()
     with pytest.raises(N3FInputError, match=r"IDR cameras not found"):
         load_idr(tmp_path / "scan")
+
+
+def test_epic_sequence_with_instance_labels(tmp_path: Path) -> None:
+    from n3f.io.epic import load_epic
+    from tests.test_epic import _write_sequence
+
+    _write_sequence(tmp_path)
+    seq = tmp_path / "P01_01"
+    stems = sorted(p.stem for p in (seq / "frames").iterdir())
+    write_labels(seq / "labels", stems, 48, 32, "P", skip=(0,))
+    scene = load_epic(seq, labels="labels")
+    check(scene.annotations, len(stems), 48, 32, list(range(1, len(stems))))
+    assert len(scene.split["query"]) > 0  # the query/gallery split follows the annotated frames

@@ -18,8 +18,9 @@ import numpy as np
 
 from n3f.errors import N3FInputError
 from n3f.io.checks import check_bounds, check_intrinsics, check_one_size, check_rigid, pose_matrix
-from n3f.io.images import LazyFrames, image_size, read_image, read_mask, resize_factor_for, resizer, scale_intrinsics
-from n3f.scene_data import Annotations, SceneData
+from n3f.io.annotations import AnnotationPaths, read_annotations
+from n3f.io.images import LazyFrames, image_size, read_image, resize_factor_for, resizer, scale_intrinsics
+from n3f.scene_data import SceneData
 
 _REQUIRED = ("ids_all", "images", "poses", "nears", "fars", "intrinsics")
 NEURALDIFF_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
@@ -32,8 +33,17 @@ def load_epic(
     name: str | None = None,
     max_size: int | None = None,
     annotations_dir: str = "annotations",
+    masks: str | None = None,
+    labels: str | None = None,
+    objects: str | None = None,
+    amodal_masks: str | None = None,
+    amodal_labels: str | None = None,
 ) -> SceneData:
-    """Import one EPIC-Diff sequence (``path/video``, or ``path`` itself); ``name`` defaults to its folder."""
+    """Import one EPIC-Diff sequence (``path/video``, or ``path`` itself); ``name`` defaults to its folder.
+
+    ``masks``, ``labels``, ``objects``, ``amodal_masks``, ``amodal_labels``: object annotations under the
+    sequence (:mod:`n3f.io.annotations`); without them, ``annotations_dir`` is read when present.
+    """
     seq = Path(path) / video if video else Path(path)
     meta_path = seq / "meta.json"
     if not meta_path.is_file():
@@ -70,19 +80,19 @@ def load_epic(
             f"{len(gone)} frames listed in {meta_path} are missing, e.g. {gone[0]}; extract the EPIC-KITCHENS "
             "frames into frames/ as NeuralDiff's get_started.sh does."
         )
-    labels = [f"{i} ({f.name})" for i, f in zip(ids, files)]
+    frame_labels = [f"{i} ({f.name})" for i, f in zip(ids, files)]
     where = str(meta_path)
-    c2w = np.stack([pose_matrix(lookup["poses"][i], f"{where}: poses of frame id {label}") for i, label in zip(ids, labels)])
+    c2w = np.stack([pose_matrix(lookup["poses"][i], f"{where}: poses of frame id {label}") for i, label in zip(ids, frame_labels)])
     c2w = c2w @ NEURALDIFF_TO_OPENCV
     check_rigid(
-        c2w, labels, where,
+        c2w, frame_labels, where,
         "NeuralDiff poses are 3x4 camera-to-world matrices in right/up/back axes (COLMAP's with y and z negated).",
     )
     try:
         bounds = np.array([[lookup["nears"][i], lookup["fars"][i]] for i in ids], dtype=np.float64)
     except (TypeError, ValueError):
         raise N3FInputError(f"{where}: 'nears'/'fars' must hold one number per frame id.") from None
-    check_bounds(bounds, labels, where, "'nears'/'fars' hold per-frame depth bounds; fix them in meta.json.")
+    check_bounds(bounds, frame_labels, where, "'nears'/'fars' hold per-frame depth bounds; fix them in meta.json.")
 
     h0, w0 = read_image(files[0]).shape[:2]
     check_one_size([(w0, h0)] + [image_size(f) for f in files[1:]], files)
@@ -102,19 +112,10 @@ def load_epic(
     def rows(key: str) -> np.ndarray:
         return np.array(sorted(position[int(i)] for i in meta.get(key, []) if int(i) in position), dtype=np.int64)
 
-    annotations = None
-    ann_dir = seq / annotations_dir
-    if ann_dir.is_dir():
-        stems = {p.stem: p for p in ann_dir.iterdir() if p.is_file()}
-        annotated = [r for r, f in enumerate(files) if f.stem in stems]
-        if annotated:
-            modal = np.stack(
-                [
-                    read_mask(stems[files[r].stem], (out_wh[1], out_wh[0]), frame_hw=(h0, w0), frame_path=files[r])
-                    for r in annotated
-                ]
-            )[:, None]
-            annotations = Annotations(np.array(annotated), ["foreground"], modal)
+    if masks is None and labels is None and (seq / annotations_dir).is_dir():
+        masks = annotations_dir  # EPIC-Diff's own annotations (one mask per frame, or a folder per object)
+    paths = AnnotationPaths(masks, labels, objects, amodal_masks, amodal_labels)
+    annotations, summary = read_annotations(paths, seq, files, (h0, w0), (out_wh[1], out_wh[0]))
 
     split = {"train": rows("ids_train") if "ids_train" in meta else np.arange(len(ids)), "val": rows("ids_val")}
     test = rows("ids_test")
@@ -138,5 +139,6 @@ def load_epic(
         split=split,
         annotations=annotations,
         dynamic=True,
-        attrs={"import": {"path": str(seq), "ids_test": test.tolist(), "max_size": max_size}},
+        attrs={"import": {"path": str(seq), "ids_test": test.tolist(), "max_size": max_size, **paths.record()},
+               **({"annotations": summary} if summary else {})},
     )

@@ -208,8 +208,10 @@ SOURCES: dict[str, Source] = {
             "video": Option(str, None, "sequence folder under path (e.g. P01_01); null: path is the sequence itself",
                             nullable=True),
             "max_size": _max_size(),
-            "annotations_dir": Option(str, "annotations", "folder of binary masks under the sequence, named like "
-                                      "the frames; imported as one object, 'foreground'"),
+            "annotations_dir": Option(str, "annotations", "EPIC-Diff's mask folder under the sequence, named like "
+                                      "the frames (one object, 'foreground', or a folder per object); read when "
+                                      "present and no 'masks'/'labels' is given"),
+            **ANNOTATION_OPTIONS,
         },
     ),
     "video": Source(

@@ -124,6 +124,13 @@ def test_query_products(trained, tmp_path):
     links = [line[line.index("(") + 1 : -1] for line in text.splitlines() if line.startswith("![")]
     assert links and all((report.parent / link).is_file() for link in links)
 
+    # a rerun starts from an empty product set: nothing of an earlier run with other views survives
+    from n3f.tasks.queries import clear_products
+
+    (out / "segment2d" / "frame_9999.png").write_bytes(b"stale")
+    clear_products(out)
+    assert not (out / "query.json").exists() and not (out / "segment2d").exists()
+
     # a box on a frame that is not there: one error naming the query, nothing written
     bad = parse_query("scenes[tiny].queries[box]", {"name": "box", "frame": 99, "box": [0, 0, 4, 4]})
     with pytest.raises(N3FInputError, match=r"scenes\[tiny\]\.queries\[box\]\.frame: 99"):

@@ -261,9 +261,12 @@ def test_locality_leaves_a_far_look_alike_alone(tiny, tmp_path):
         changed = np.abs(removed - before).mean(-1)
         return [(kept["opacity"][..., 0][m].mean(), changed[m].mean()) for m in (mq, mt)]
 
-    # rendering only the rays that meet the region gives the whole-frame edit
+    # rendering only the rays that meet the region (and, keeping, only the samples inside it) gives the
+    # whole-frame edit that evaluates the field everywhere (a plain function: no support to skip by)
+    assert hasattr(local.modifier(True), "support") and not hasattr(local.modifier(False), "support")
     for keep in (True, False):
-        full = inputs.renderer.render_frame(st, frame, outputs=("rgb", "features"), density_modifier=local.modifier(keep))
+        plain = lambda w, o, m=local.modifier(keep): m(w, o)  # noqa: E731
+        full = inputs.renderer.render_frame(st, frame, outputs=("rgb", "features"), density_modifier=plain)
         part = local.render_edit(inputs, frame, keep)
         for k, v in part.items():
             np.testing.assert_allclose(v, full[k], atol=1e-5)

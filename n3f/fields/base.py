@@ -54,6 +54,11 @@ class Samples:
     frame: Tensor  # (P,) long frame index (time / appearance code)
     cam_positions: Tensor | None = None  # (P, 3) the point in its camera's frame (actor stream)
 
+    def subset(self, index: Tensor) -> "Samples":
+        """The samples at ``index`` (a long index or a bool mask over P)."""
+        return Samples(self.positions[index], self.directions[index], self.frame[index],
+                       None if self.cam_positions is None else self.cam_positions[index])
+
 
 class Field(nn.Module):
     """Base class: subclasses set ``name`` and ``settings_class`` and implement ``forward``."""

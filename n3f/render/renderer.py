@@ -55,7 +55,12 @@ def default_chunk(device: torch.device) -> int:
 
 
 DensityModifier = Callable[[Tensor, dict[str, Tensor]], Tensor]
-"""(world points (P, 3), field outputs at them) -> (P,) factor multiplied into density."""
+"""(world points (P, 3), field outputs at them) -> (P,) factor multiplied into density.
+
+A modifier may have a ``support(world) -> (P,) bool`` attribute: outside it the factor is 0
+whatever the field outputs, so the renderer does not evaluate the field there (the density is
+0, the other outputs 0 and weightless). Keeping only an object's region uses it.
+"""
 
 
 class Renderer(nn.Module):
@@ -144,6 +149,19 @@ class Renderer(nn.Module):
             if not self.field.streams:
                 raise ValueError(f"field '{self.field.name}' has no streams to select")
             kw["streams"] = tuple(streams)
+        support = getattr(modifier, "support", None)
+        if support is not None:  # samples outside it get factor 0 whatever the field says there: skip them
+            inside = support(world)
+            if not bool(inside.all()):
+                idx = inside.nonzero().squeeze(1)
+                sub = self.field(samples.subset(idx), outputs=outputs, coarse=coarse, **kw)
+                factor = modifier(world[idx], sub).to(sub["density"].dtype)
+                out = {}
+                for k, v in sub.items():
+                    full = v.new_zeros((len(world), *v.shape[1:]))
+                    full[idx] = v * factor.view(-1, *([1] * (v.dim() - 1))) if (k == "density" or k.startswith("density_")) else v
+                    out[k] = full
+                return out
         out = self.field(samples, outputs=outputs, coarse=coarse, **kw)
         if modifier is not None:
             factor = modifier(world, out).to(out["density"].dtype)

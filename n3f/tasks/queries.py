@@ -115,6 +115,22 @@ def write_video(path: Path, frames: list[np.ndarray], fps: int) -> None:
     os.replace(tmp, path)
 
 
+PRODUCTS = ("query.json", "segment2d", "masks", "amodal", "removal", "segment3d.ply", "removal.mp4")
+
+
+def clear_products(out: Path) -> None:
+    """Remove a previous run's products first, so that a rerun with other views leaves none of the old ones
+    (``query.json`` goes first: without it the folder never looks finished)."""
+    import shutil
+
+    for name in PRODUCTS:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
 def run_query(inputs: Inputs, spec: QuerySpec, out_dir: str | Path, *, where: str = "query",
               products: QueryProducts = QueryProducts()) -> dict[str, Any]:
     """Every product of one query (module docstring); returns the summary written as ``query.json``."""
@@ -126,6 +142,7 @@ def run_query(inputs: Inputs, spec: QuerySpec, out_dir: str | Path, *, where: st
     if not mask.any():
         raise N3FInputError(f"{where}: the region covers no pixel at the render size {inputs.size[::-1]} "
                             "(products.max_side); draw a larger region.")
+    clear_products(out)
     query_out = inputs.render(q)
     desc = query_descriptor(np.asarray(query_out["features"], np.float32), mask).astype(np.float32)
     have_teacher = inputs.features is not None

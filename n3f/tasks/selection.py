@@ -48,6 +48,7 @@ CALIBRATION_GRID = np.round(np.linspace(0.02, 1.0, 50), 4)
 MASK_MARGIN = 1  # pixels: the ring around the query mask left out of the calibration
 CORE_SPREAD = 2.0  # query surface points farther than this x their 90th-percentile distance from the median are strays
 REGION_VOXEL = 0.1  # region points are thinned to one per voxel of this x margin (bounds the cost on big frames)
+REGION_CELL = 0.125  # cells of Region.contains' grid, x margin: 15% of the box lies in boundary cells (exact test), on a 0.2-radius ellipsoid shell
 
 
 # ---------------------------------------------------------------------------
@@ -94,21 +95,48 @@ class Region:
         return cls(pts.astype(np.float32), float(margin))
 
     def contains(self, world: torch.Tensor) -> torch.Tensor:
-        """(..., 3) points -> (...) bool: within ``margin`` of a region point."""
+        """(..., 3) points -> (...) bool: within ``margin`` of a region point.
+
+        Exact, and cheap on many points: a grid of cells ``REGION_CELL`` x margin wide over the
+        region's box says, per cell, whether it lies wholly inside, wholly outside or across the
+        boundary (its centre's distance to the points, +- half its diagonal); only points in
+        boundary cells are compared with the region points.
+        """
         flat = world.reshape(-1, 3)
         inside = torch.zeros(len(flat), dtype=torch.bool, device=world.device)
         if len(self.points) == 0:
             return inside.reshape(world.shape[:-1])
-        key = (world.device, world.dtype)
-        if key not in self._cache:
-            pts = torch.as_tensor(self.points, dtype=world.dtype, device=world.device)
-            self._cache[key] = (pts, pts.min(0).values - self.margin, pts.max(0).values + self.margin)
-        pts, lo, hi = self._cache[key]
-        cand = ((flat >= lo) & (flat <= hi)).all(-1).nonzero().squeeze(1)  # cheap box test first
-        for i in range(0, len(cand), 4096):
-            idx = cand[i : i + 4096]
+        pts, lo, cell, state = self._grid(world.device, world.dtype)
+        dims = torch.tensor(state.shape, device=world.device)
+        ijk = torch.floor((flat - lo) / cell).long()
+        cand = ((ijk >= 0) & (ijk < dims)).all(-1).nonzero().squeeze(1)  # in the box
+        ijk = ijk[cand]
+        st = state[ijk[:, 0], ijk[:, 1], ijk[:, 2]]
+        inside[cand[st == 1]] = True
+        edge = cand[st == -1]
+        for i in range(0, len(edge), 4096):
+            idx = edge[i : i + 4096]
             inside[idx] = torch.cdist(flat[idx], pts).min(1).values <= self.margin
         return inside.reshape(world.shape[:-1])
+
+    def _grid(self, device, dtype) -> tuple[torch.Tensor, torch.Tensor, float, torch.Tensor]:
+        """(points, box corner, cell size, per-cell state: 1 inside, 0 outside, -1 boundary), cached."""
+        key = (device, dtype)
+        if key not in self._cache:
+            pts = torch.as_tensor(self.points, dtype=dtype, device=device)
+            lo = pts.min(0).values - self.margin
+            cell = REGION_CELL * self.margin
+            dims = torch.ceil((pts.max(0).values + self.margin - lo) / cell).long().clamp_min(1)
+            axes = [lo[a] + (torch.arange(int(dims[a]), device=device, dtype=dtype) + 0.5) * cell for a in range(3)]
+            centres = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+            near = torch.cat([torch.cdist(centres[i : i + 4096], pts).min(1).values
+                              for i in range(0, len(centres), 4096)])
+            half = 0.5 * cell * 3 ** 0.5
+            state = torch.full((len(centres),), -1, dtype=torch.int8, device=device)
+            state[near + half <= self.margin] = 1
+            state[near - half > self.margin] = 0
+            self._cache[key] = (pts, lo, cell, state.view(*[int(d) for d in dims]))
+        return self._cache[key]
 
     def ray_hits(self, origins: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
         """(R,) bool: rays (origins, unit directions (R, 3)) whose forward half-line comes within
@@ -173,6 +201,8 @@ def feature_modifier(descriptor: np.ndarray, threshold: float, keep: bool, densi
         match = feature_matches(world, out, desc, threshold, density_threshold, region)
         return (match if keep else ~match).to(out["density"].dtype)
 
+    if keep and region is not None:  # nothing outside the region is kept: the renderer skips it (exact)
+        modifier.support = region.contains
     return modifier
 
 

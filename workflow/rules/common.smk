@@ -152,6 +152,17 @@ def evaluated(name):
     return SCENES[name].get("evaluate", True)
 
 
+# Job order on few cores (Snakemake starts higher priorities first). A run's long pole is each scene's
+# chain pretrain_rgb -> distill -> its costliest evaluation, so RGB training starts before the teacher
+# features (which only distillation needs) and amodal segmentation, the costliest task (a render per
+# object and frame), before the cheaper evaluations. Measured on the default pipeline: bench/NOTES.md.
+PRIORITY = {"pretrain_rgb": 3, "teacher_features": 2, "distill": 2}
+
+
+def task_priority(wildcards):
+    return 1 if wildcards.task == "amodal" else 0
+
+
 # the tasks this config runs, each as ``n3f eval-<task>``
 TASK_COMMANDS = {task: f"eval-{task}" for task in config["tasks"]}
 

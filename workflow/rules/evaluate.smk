@@ -93,6 +93,7 @@ rule eval_task:
         log_file("eval_{task}", "{scene}/{field}/{teacher}"),
     benchmark:
         benchmark_file("eval_{task}", "{scene}/{field}/{teacher}")
+    priority: task_priority
     threads: config["threads"]
     conda:
         "../../environment.yml"

@@ -12,6 +12,7 @@ rule teacher_features:
         log_file("teacher_features", "{scene}/{teacher}"),
     benchmark:
         benchmark_file("teacher_features", "{scene}/{teacher}")
+    priority: PRIORITY["teacher_features"]
     threads: config["threads"]
     conda:
         "../../environment.yml"

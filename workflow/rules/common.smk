@@ -152,11 +152,12 @@ def evaluated(name):
     return SCENES[name].get("evaluate", True)
 
 
-# Job order on few cores (Snakemake starts higher priorities first). A run's long pole is each scene's
-# chain pretrain_rgb -> distill -> its costliest evaluation, so RGB training starts before the teacher
-# features (which only distillation needs) and amodal segmentation, the costliest task (a render per
-# object and frame), before the cheaper evaluations. Measured on the default pipeline: bench/NOTES.md.
-PRIORITY = {"pretrain_rgb": 3, "teacher_features": 2, "distill": 2}
+# Job order on few cores (Snakemake starts higher priorities first): the teacher features first, so
+# that every scene's distillation can start the moment its RGB stage ends (starting RGB training first
+# left the longest scene's distillation waiting for its teacher on 2 cores), then amodal segmentation,
+# the costliest evaluation (a render per object and frame), before the cheaper ones so that it does
+# not run alone at the end. Measured on the default pipeline: bench/NOTES.md.
+PRIORITY = {"teacher_features": 2}
 
 
 def task_priority(wildcards):

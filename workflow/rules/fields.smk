@@ -15,7 +15,6 @@ rule pretrain_rgb:
         log_file("pretrain_rgb", "{scene}/{field}"),
     benchmark:
         benchmark_file("pretrain_rgb", "{scene}/{field}")
-    priority: PRIORITY["pretrain_rgb"]
     threads: config["threads"]
     conda:
         "../../environment.yml"
@@ -43,7 +42,6 @@ rule distill:
         log_file("distill", "{scene}/{field}/{teacher}"),
     benchmark:
         benchmark_file("distill", "{scene}/{field}/{teacher}")
-    priority: PRIORITY["distill"]
     threads: config["threads"]
     conda:
         "../../environment.yml"

@@ -1,5 +1,6 @@
 # Shared helpers: config validation, scene lookup, output paths.
 import json
+import mimetypes
 import shlex
 import sys
 from pathlib import Path
@@ -31,6 +32,9 @@ else:
 # activated would not find it, so the interpreter's own bin folder is appended
 # to PATH: an activated conda/venv environment still comes first.
 shell.prefix(f'set -euo pipefail; export PATH="$PATH:{Path(sys.executable).parent}"; ')
+
+# The HTML report offers point clouds as downloads (Python's mimetypes does not know PLY).
+mimetypes.add_type("application/x-ply", ".ply")
 
 RESULTS = config["results"]
 INTERMEDIATE = config["intermediate"]
@@ -87,13 +91,23 @@ def distilled_dir(scene="{scene}", field="{field}", teacher="{teacher}"):
     return f"{RESULTS}/{scene}/{field}/{teacher}"
 
 
+def task_dir(scene="{scene}", field="{field}", teacher="{teacher}", task="{task}"):
+    """A scored task's folder (one directory output: its figures and point clouds vary with the objects)."""
+    return f"{distilled_dir(scene, field, teacher)}/{task}"
+
+
 def task_summary(scene="{scene}", field="{field}", teacher="{teacher}", task="{task}"):
-    return f"{distilled_dir(scene, field, teacher)}/{task}/{task}.json"
+    """The scores inside :func:`task_dir` (written last)."""
+    return f"{task_dir(scene, field, teacher, task)}/{task}.json"
+
+
+def query_dir(scene="{scene}", field="{field}", teacher="{teacher}", query="{query}"):
+    return f"{distilled_dir(scene, field, teacher)}/queries/{query}"
 
 
 def query_summary(scene="{scene}", field="{field}", teacher="{teacher}", query="{query}"):
     """A user's query: its products beside query.json (written last)."""
-    return f"{distilled_dir(scene, field, teacher)}/queries/{query}/query.json"
+    return f"{query_dir(scene, field, teacher, query)}/query.json"
 
 
 def scene_report(scene="{scene}"):
@@ -168,10 +182,10 @@ def task_priority(wildcards):
 TASK_COMMANDS = {task: f"eval-{task}" for task in config["tasks"]}
 
 
-def task_json_files():
+def task_dirs():
     """3D segmentation, editing and amodal scores need analytic ground truth: synthetic scenes only."""
     return [
-        task_summary(name, field, teacher, task)
+        task_dir(name, field, teacher, task)
         for name in SCENES
         if SCENES[name]["source"] == "synthetic" and evaluated(name)
         for field in scene_fields(name)
@@ -193,6 +207,28 @@ def query_files(name):
         for teacher in TEACHERS
         for query in scene_queries(name)
     ]
+
+
+def query_product(name, product):
+    """A folder of per-view PNGs, in the HTML report under Queries / <scene> with its labels."""
+    return report(
+        directory(f"{query_dir()}/{name}"),
+        patterns=["{view}.png"],
+        caption="../report/query.rst",
+        category="Queries",
+        subcategory="{scene}",
+        labels={"query": "{query}", "field": "{field}", "teacher": "{teacher}", "product": product, "view": "{view}"},
+    )
+
+
+def query_file(name, product):
+    return report(
+        f"{query_dir()}/{name}",
+        caption="../report/query.rst",
+        category="Queries",
+        subcategory="{scene}",
+        labels={"query": "{query}", "field": "{field}", "teacher": "{teacher}", "product": product, "view": "all"},
+    )
 
 
 def query_spec(wildcards):
@@ -241,7 +277,7 @@ def all_targets():
             targets.append(scene_report(name))
     if retrieval_row_files():
         targets += [table("retrieval_map.csv"), table("retrieval_map.md")]
-    if task_json_files():
+    if task_dirs():
         targets += [table("tasks.csv"), table("tasks.md")]
     return targets
 
@@ -319,7 +355,7 @@ def report_inputs(wildcards):
         inputs[f"features_{teacher}"] = feature_store(scene, teacher)
         if SCENES[scene]["source"] == "synthetic":
             for task in TASK_COMMANDS:
-                inputs[f"{field}_{teacher}_{task}"] = task_summary(scene, field, teacher, task)
+                inputs[f"{field}_{teacher}_{task}"] = task_dir(scene, field, teacher, task)
     return inputs
 
 

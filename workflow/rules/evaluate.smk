@@ -85,9 +85,17 @@ rule eval_task:
         features=feature_store(),
         model=f"{distilled_dir()}/model.pt",
     output:
-        summary=task_summary(),
+        # one folder: the task's scores ({task}.json, written last), figures and point clouds
+        out=report(
+            directory(task_dir()),
+            # figures, and each object's selected points (not the whole-cloud highlight copies)
+            patterns=["{figure}.png", "{figure,segment3d_(?!.*_highlight\.ply)[^/]+}.ply"],
+            caption="../report/task.rst",
+            category="Tasks",
+            subcategory="{scene}",
+            labels={"field": "{field}", "teacher": "{teacher}", "task": "{task}", "figure": "{figure}"},
+        ),
     params:
-        out=subpath(output.summary, parent=True),
         command=lambda wc: TASK_COMMANDS[wc.task],
     log:
         log_file("eval_{task}", "{scene}/{field}/{teacher}"),
@@ -103,15 +111,17 @@ rule eval_task:
         gpu=1,
     shell:
         "n3f {params.command} --scene {input.scene:q} --features {input.features:q} --model {input.model:q}"
-        " --out {params.out:q} > {log:q} 2>&1"
+        " --out {output.out:q} > {log:q} 2>&1"
 
 
 rule task_tables:
     input:
-        task_json_files(),
+        task_dirs(),
     output:
         csv=table("tasks.csv"),
-        md=table("tasks.md"),
+        md=report(table("tasks.md"), caption="../report/task_tables.rst", category="Tables"),
+    params:
+        summaries=lambda wc, input: " ".join(shlex.quote(f"{d}/{Path(d).name}.json") for d in input),
     log:
         log_file("tables", "tasks"),
     benchmark:
@@ -123,4 +133,4 @@ rule task_tables:
         mem_mb=2000,
         runtime=10,
     shell:
-        "n3f task-tables --json {input:q} --csv {output.csv:q} --md {output.md:q} > {log:q} 2>&1"
+        "n3f task-tables --json {params.summaries} --csv {output.csv:q} --md {output.md:q} > {log:q} 2>&1"

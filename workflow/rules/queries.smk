@@ -6,7 +6,14 @@ rule query:
     input:
         unpack(query_inputs),
     output:
+        # query.json is written last; each product is its own output, so that the HTML report shows it
         summary=query_summary(),
+        segment2d=query_product("segment2d", "2D segmentation: photo | teacher | N3F distance | N3F mask"),
+        masks=query_product("masks", "2D mask (N3F)"),
+        amodal=query_product("amodal", "amodal: render | opacity | full-extent mask"),
+        removal=query_product("removal", "removal: before | after"),
+        segment3d=query_file("segment3d.ply", "3D segment (PLY)"),
+        video=query_file("removal.mp4", "removal video: before | after"),
     params:
         out=subpath(output.summary, parent=True),
         spec=query_spec,

@@ -21,5 +21,5 @@ include: "workflow/rules/queries.smk"
 
 rule all:
     input:
-        all_targets(),
+        all_targets,
     default_target: True

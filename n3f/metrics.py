@@ -1,4 +1,5 @@
-"""Scores with known answers: retrieval AP and mAP, PSNR, SSIM, mask IoU, 3D precision/recall.
+"""Scores with known answers: retrieval AP and mAP, PSNR, SSIM, mask IoU and accuracy, 3D precision/recall,
+bootstrap intervals.
 
 Pure functions of arrays; the tasks and training decide what they are fed.
 """
@@ -113,6 +114,50 @@ def best_threshold_iou(distance: np.ndarray, target: np.ndarray, grid: Iterable[
         if score > best[0]:
             best = (score, float(thr))
     return best
+
+
+def pixel_accuracy(pred: np.ndarray, target: np.ndarray) -> float:
+    """Share of pixels whose label (object / not) is right: the ``Acc`` of SPIn-NeRF and NVOS."""
+    pred, target = np.asarray(pred, bool), np.asarray(target, bool)
+    if pred.shape != target.shape:
+        raise ValueError(f"mask shapes differ: {pred.shape} vs {target.shape}")
+    return float((pred == target).mean())
+
+
+def iou_curve(distance: np.ndarray, target: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """IoU of ``distance < t`` against ``target`` for every ``t`` at once (one sort; equals :func:`iou` per t)."""
+    d = np.asarray(distance, np.float64).ravel()
+    target = np.asarray(target, bool).ravel()
+    t = np.asarray(thresholds, np.float64)
+    selected = np.searchsorted(np.sort(d), t, side="left")          # pixels with d < t
+    hits = np.searchsorted(np.sort(d[target]), t, side="left")      # object pixels with d < t
+    union = selected + int(target.sum()) - hits
+    return np.where(union > 0, hits / np.maximum(union, 1), 1.0)
+
+
+# -- spread ------------------------------------------------------------------
+def bootstrap_interval(values: np.ndarray, groups: np.ndarray | None = None, *, level: float = 0.95,
+                       resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (NaN left out).
+
+    With ``groups``, whole groups are resampled (a query's rows move together: its gallery rows are not
+    independent draws), and each resample's statistic is the mean over all rows of the drawn groups.
+    Fixed ``seed``: the same rows give the same interval. (NaN, NaN) without values.
+    """
+    values = np.asarray(values, np.float64).ravel()
+    groups = np.arange(len(values)) if groups is None else np.asarray(groups).ravel()
+    keep = ~np.isnan(values)
+    values, groups = values[keep], groups[keep]
+    if len(values) == 0:
+        return float("nan"), float("nan")
+    _, inverse = np.unique(groups, return_inverse=True)
+    sums = np.bincount(inverse, weights=values)
+    counts = np.bincount(inverse).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(sums), size=(resamples, len(sums)))
+    stats = sums[draws].sum(1) / counts[draws].sum(1)
+    lo, hi = np.quantile(stats, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)
 
 
 # -- 3D points ---------------------------------------------------------------

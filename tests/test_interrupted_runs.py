@@ -49,7 +49,7 @@ STAGES = [
     ("pretrain_rgb", "n3f pretrain-rgb", "tiny/grid/rgb/model.pt"),
     ("distill", "n3f distill", "tiny/grid/dsift/model.pt"),
     ("eval_retrieval", "n3f eval-retrieval", "tiny/grid/dsift/retrieval.json"),
-    ("eval_task", "n3f eval-segment3d", "tiny/grid/dsift/segment3d/segment3d.json"),
+    ("eval_task", "n3f eval-segment3d", "tiny/grid/dsift/segment3d"),
     ("report_scene", "n3f report", "tiny/report.md"),
     ("tables", "n3f tables", "tables/retrieval_map.csv"),
 ]

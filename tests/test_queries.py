@@ -152,3 +152,57 @@ def test_queries_plan_one_job_each(tmp_path):
     cfg.write_text(cfg.read_text().replace("box: [1, 1, 10, 10]", "box: [10, 1, 1, 10]"))
     result = _snakemake("-n", "--configfile", str(cfg))
     assert result.returncode != 0 and "scenes[toy].queries[0].box" in result.stdout + result.stderr
+
+
+def test_annotation_queries_use_the_objects_own_mask(trained):
+    """An ``annotation`` query's region is the object's imported mask; without a frame, the first query-split
+    frame that shows it; bad names and frames are refused with the key."""
+    from n3f.tasks.query_spec import annotation_queries, annotation_region, query_name
+
+    st = SceneStore(trained["scene"])
+    obj = st.object_names[1]
+    spec = parse_query("q", {"name": "o", "annotation": obj})
+    frame, mask = annotation_region("q", spec, st)
+    k = st.object_names.index(obj)
+    visible = [int(f) for f in st.split("query") if st.masks(int(f))[k].any()]
+    assert frame == visible[0] and np.array_equal(mask, st.masks(frame)[k])
+    later = visible[-1]
+    frame, mask = annotation_region("q", parse_query("q", {"name": "o", "annotation": obj, "frame": later}), st)
+    assert frame == later and np.array_equal(mask, st.masks(later)[k])
+    with pytest.raises(N3FInputError, match=r"q\.annotation: 'teapot' is not an object of this scene; .*"
+                                            + obj):
+        annotation_region("q", parse_query("q", {"name": "o", "annotation": "teapot"}), st)
+    absent = next((int(f) for f in st.annotated_frames if not st.masks(int(f))[k].any()), None)
+    if absent is not None:
+        with pytest.raises(N3FInputError, match=rf"not annotated in frame {absent}"):
+            annotation_region("q", parse_query("q", {"name": "o", "annotation": obj, "frame": absent}), st)
+    with pytest.raises(N3FInputError, match=r"q\.frame: missing; a box query"):
+        parse_query("q", {"name": "o", "box": [0, 0, 2, 2]})
+    assert query_name("my cup/1") == "my_cup_1" and query_name("_x") == "object__x"
+    assert annotation_queries(["cup", "tea pot"]) == [{"name": "cup", "annotation": "cup"},
+                                                       {"name": "tea_pot", "annotation": "tea pot"}]
+
+
+def test_a_scene_with_annotations_gets_one_query_per_object(tmp_path):
+    """Without ``queries:``, every object imported with a real scene gets its query job once the scene is
+    imported (a checkpoint); ``queries: []`` asks for none."""
+    from tests.cluster_support import run_snakemake
+    from tests.test_annotations import write_folders
+    from tests.test_bad_inputs_import import write_llff
+
+    root = write_llff(tmp_path / "cap")
+    write_folders(root / "objects", [f"img_{i:02d}" for i in range(5)], 32, 24)
+    body = (f"scenes:\n  - name: cap\n    source: llff\n    path: {root}\n    options: {{masks: objects}}\n"
+            f"results: {tmp_path}/results\nintermediate: {tmp_path}/intermediate\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(body)
+    store = f"{tmp_path}/results/cap/scene.zarr"
+    imported = run_snakemake(tmp_path, cfg, "--cores", "1", store)
+    assert imported.returncode == 0, imported.stdout[-2000:] + imported.stderr[-3000:]
+    plan = run_snakemake(tmp_path, cfg, "-n")
+    assert plan.returncode == 0, plan.stdout[-2000:] + plan.stderr[-3000:]
+    for obj in ("cup", "box", "ball"):
+        assert f"{tmp_path}/results/cap/grid/dinov2_vits14_imgfocus/queries/{obj}/query.json" in plan.stdout, obj
+    cfg.write_text(body.replace("    options: {masks: objects}\n", "    options: {masks: objects}\n    queries: []\n"))
+    none = run_snakemake(tmp_path, cfg, "-n")
+    assert none.returncode == 0 and "/queries/" not in none.stdout, none.stdout[-2000:]

@@ -20,7 +20,9 @@ import torch
 from n3f.errors import N3FInputError
 from n3f.scene import SceneStore
 from n3f.reporting.report import Evaluated, write_scene_report
-from n3f.reporting.tables import TASK_SCORES, retrieval_map, write_retrieval_tables, write_task_tables
+from n3f.reporting.tables import (
+    TASK_SCORES, retrieval_map, write_retrieval_tables, write_segmentation_tables, write_task_tables,
+)
 from tests.test_tasks import make_tiny, train_tiny
 
 torch.set_num_threads(1)
@@ -44,8 +46,10 @@ def run(tmp_path_factory) -> dict[str, Path]:
     folder.mkdir(parents=True)
     for name in ("model.pt", "metrics.json"):
         (folder / name).write_bytes((model.parent / name).read_bytes())
-    rows, summary = evaluate_retrieval(tiny["scene"], tiny["features"], folder / "model.pt", teacher=TEACHER)
-    write_outputs(rows, summary, folder / "retrieval_rows.csv", folder / "retrieval.json")
+    rows, segmentation, summary = evaluate_retrieval(tiny["scene"], tiny["features"], folder / "model.pt",
+                                                     teacher=TEACHER)
+    write_outputs(rows, segmentation, summary, folder / "retrieval_rows.csv", folder / "segmentation_rows.csv",
+                  folder / "retrieval.json")
     objects = SceneStore(tiny["scene"]).object_names[:2]
     inputs = load_inputs(tiny["scene"], tiny["features"], folder / "model.pt")
     selection = SelectionSettings(objects=objects)
@@ -64,7 +68,8 @@ def test_report_quotes_the_scores_the_stages_wrote(run):
 
     # retrieval: the mAP row recomputed from the per-query rows, not read from retrieval.json
     rows = pd.read_csv(run["folder"] / "retrieval_rows.csv")
-    maps = retrieval_map(rows).set_index("method")["map"]
+    long = retrieval_map(rows)
+    maps = long[(long["query_kind"] == "mask") & (long["split"] == "all")].set_index("method")["map"]
     metrics = json.loads((run["folder"] / "metrics.json").read_text())
     line = next(li for li in md.splitlines() if li.startswith(f"| {FIELD} | {TEACHER} |"))
     cells = [c.strip() for c in line.strip("|").split("|")]
@@ -100,10 +105,14 @@ def test_tables_regenerate_from_the_rows_and_summaries(run, tmp_path):
     folder = run["folder"]
     long = write_retrieval_tables([folder / "retrieval_rows.csv"], tmp_path / "map.csv", tmp_path / "map.md")
     summary = json.loads((folder / "retrieval.json").read_text())
-    by_method = long.set_index("method")["map"]
+    by_method = long[(long["query_kind"] == "mask") & (long["split"] == "all")].set_index("method")["map"]
     assert by_method["teacher"] == pytest.approx(summary["map_teacher"])
     assert by_method["n3f"] == pytest.approx(summary["map_n3f"])
     assert f"N3F({TEACHER})" in (tmp_path / "map.md").read_text()
+    seg = write_segmentation_tables([folder / "segmentation_rows.csv"], tmp_path / "seg.csv", tmp_path / "seg.md")
+    miou = seg[(seg["query_kind"] == "mask") & (seg["split"] == "all")].set_index("method")["miou"]
+    assert miou["teacher"] == pytest.approx(summary["miou_teacher"]) and miou["n3f"] == pytest.approx(summary["miou_n3f"])
+    assert set(seg["query_kind"]) == {"mask", "patch"} and "Oracle mIoU" in (tmp_path / "seg.md").read_text()
 
     jsons = [folder / t / f"{t}.json" for t in TASK_SCORES]
     tasks = write_task_tables(jsons, tmp_path / "tasks.csv", tmp_path / "tasks.md")

@@ -8,21 +8,25 @@ import argparse
 def run_retrieval(args: argparse.Namespace) -> None:
     from n3f.tasks.retrieval import evaluate_retrieval, write_outputs
 
-    rows, summary = evaluate_retrieval(
+    rows, segmentation, summary = evaluate_retrieval(
         args.scene, args.features, args.model, teacher=args.teacher, sampling=args.sampling, device=args.device,
-        max_queries=args.max_queries, max_gallery=args.max_gallery,
+        max_queries=args.max_queries, max_gallery=args.max_gallery, patch_cells=args.patch_cells,
+        patches=args.patches,
     )
-    write_outputs(rows, summary, args.rows, args.summary)
+    write_outputs(rows, segmentation, summary, args.rows, args.segmentation, args.summary)
     print(
         f"[eval_retrieval {summary['scene']}/{args.teacher}] mAP teacher {summary['map_teacher']:.1f}, "
-        f"N3F {summary['map_n3f']:.1f} ({summary['gain']:+.1f})"
+        f"N3F {summary['map_n3f']:.1f} ({summary['gain']:+.1f}); one-view mIoU teacher "
+        f"{summary['miou_teacher']:.1f}, N3F {summary['miou_n3f']:.1f}"
     )
 
 
 def run_tables(args: argparse.Namespace) -> None:
-    from n3f.reporting.tables import write_retrieval_tables
+    from n3f.reporting.tables import write_retrieval_tables, write_segmentation_tables
 
     write_retrieval_tables(args.rows, args.csv, args.md)
+    if args.segmentation:
+        write_segmentation_tables(args.segmentation, args.segmentation_csv, args.segmentation_md)
 
 
 def run_report(args: argparse.Namespace) -> None:
@@ -44,14 +48,21 @@ def run_task_tables(args: argparse.Namespace) -> None:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from n3f.tasks.defaults import PATCH_CELLS, PATCHES
+
     p = sub.add_parser("eval-retrieval", help="2D object retrieval mAP: teacher features vs rendered N3F features")
     p.add_argument("--scene", required=True)
     p.add_argument("--features", required=True, help="teacher feature store")
     p.add_argument("--model", required=True, help="distilled model.pt")
     p.add_argument("--teacher", required=True, help="teacher name written into the rows")
     p.add_argument("--rows", required=True, help="output CSV of per-query rows")
-    p.add_argument("--summary", required=True, help="output JSON summary")
+    p.add_argument("--segmentation", required=True, help="output CSV of one-view segmentation rows")
+    p.add_argument("--summary", required=True, help="output JSON summary (written last)")
     p.add_argument("--sampling", choices=["nearest", "bilinear"], default="nearest")
+    p.add_argument("--patch-cells", type=int, default=PATCH_CELLS,
+                   help=f"side of a patch query in teacher patches (default {PATCH_CELLS})")
+    p.add_argument("--patches", type=int, default=PATCHES,
+                   help=f"patch queries per object and query frame (default {PATCHES}; 0: mask queries only)")
     p.add_argument("--max-queries", type=int, help="evenly thin the query frames to this many")
     p.add_argument("--max-gallery", type=int, help="evenly thin the gallery frames to this many")
     p.add_argument("--device")
@@ -70,6 +81,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--rows", nargs="+", required=True)
     t.add_argument("--csv", required=True)
     t.add_argument("--md", required=True)
+    t.add_argument("--segmentation", nargs="+", help="one-view segmentation rows, for segmentation.{csv,md}")
+    t.add_argument("--segmentation-csv")
+    t.add_argument("--segmentation-md")
     t.set_defaults(func=run_tables)
 
     tt = sub.add_parser("task-tables", help="aggregate task JSONs into results/tables/tasks.{csv,md}")

@@ -63,6 +63,26 @@ def retrieval_figure(
     return _panel_row(path, panels, title)
 
 
+def segmentation_figure(
+    path: str | Path,
+    query_image: np.ndarray,
+    query_mask: np.ndarray,
+    target_image: np.ndarray,
+    target_mask: np.ndarray,
+    teacher: tuple[np.ndarray, np.ndarray, float],
+    n3f: tuple[np.ndarray, np.ndarray, float],
+    title: str,
+) -> Path:
+    """One-view segmentation: the query and its mask, the target's true mask, and each method's mask on the
+    target (``(query features, target features, threshold)`` per method; the threshold from the query view)."""
+    panels = [(_overlay(query_image, query_mask), "query + mask", None),
+              (_overlay(target_image, target_mask), "target (+ true mask)", None)]
+    for label, (fq, ft, thr) in (("teacher", teacher), ("N3F", n3f)):
+        pred = cosine_distance_map(ft, query_descriptor(fq, query_mask)) < thr
+        panels.append((_overlay(target_image, pred), f"{label} mask", None))
+    return _panel_row(path, panels, title)
+
+
 def pca_figure(path: str | Path, image: np.ndarray, teacher: np.ndarray, rendered: np.ndarray, title: str) -> Path:
     """Frame, teacher features and rendered N3F features in one shared PCA colouring."""
     t_rgb, r_rgb = features_to_rgb([teacher, rendered])

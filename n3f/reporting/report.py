@@ -11,6 +11,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -34,7 +35,10 @@ class Evaluated:
 
 def _typical_pair(rows: pd.DataFrame) -> tuple[str, int, int]:
     """A (object, query, gallery) whose N3F AP is the median one: a fair, not a best, example."""
-    n3f = rows[(rows["method"] == "n3f")].dropna(subset=["ap"]).reset_index(drop=True)
+    n3f = rows[(rows["method"] == "n3f")].dropna(subset=["ap"])
+    if "query_kind" in n3f:
+        n3f = n3f[n3f["query_kind"] == "mask"]
+    n3f = n3f.reset_index(drop=True)
     i = int((n3f["ap"] - n3f["ap"].median()).abs().idxmin())
     return str(n3f.loc[i, "object"]), int(n3f.loc[i, "query"]), int(n3f.loc[i, "gallery"])
 
@@ -95,7 +99,10 @@ def write_scene_report(scene_path: str | Path, evaluated: list[Evaluated], out_m
         renderer = load_renderer(ev.folder / "model.pt", device)
         rendered = {f: renderer.render_frame(store, f, outputs=("features",))["features"] for f in (q, g)}
         teacher = {f: feats.upsampled(f, store.image_size) for f in (q, g)}
-        ap = rows[(rows["object"] == obj) & (rows["query"] == q) & (rows["gallery"] == g)].set_index("method")["ap"]
+        pair = rows[(rows["object"] == obj) & (rows["query"] == q) & (rows["gallery"] == g)]
+        if "query_kind" in pair:
+            pair = pair[pair["query_kind"] == "mask"]
+        ap = pair.set_index("method")["ap"]
         title = f"{obj}: query frame {q} -> frame {g}; AP teacher {100 * ap['teacher']:.1f}, N3F {100 * ap['n3f']:.1f}"
         name = f"{ev.field}_{ev.teacher}"
         retrieval_figure(
@@ -107,9 +114,58 @@ def write_scene_report(scene_path: str | Path, evaluated: list[Evaluated], out_m
                   "Distance of every pixel to the query object's mean feature (dark = close); the example is the "
                   "query/gallery pair with the median N3F AP, not a hand-picked one.", "",
                   f"![retrieval](figures/{name}_retrieval.png)", "", f"![pca](figures/{name}_pca.png)", ""]
+        if (ev.folder / "segmentation_rows.csv").is_file():
+            lines += _segmentation_section(ev, store, renderer, feats, fig_dir, name)
         lines += _task_section(ev, out_md.parent)
     atomic_write_text(out_md, "\n".join(lines))
     return out_md
+
+
+def _segmentation_section(ev: Evaluated, store: SceneStore, renderer: Any, feats: Any, fig_dir: Path,
+                          name: str) -> list[str]:
+    """One-view segmentation scores (mask and patch queries, seen / novel views) and the median N3F case."""
+    from n3f.reporting.figures import segmentation_figure
+    from n3f.reporting.tables import segmentation_table
+
+    rows = pd.read_csv(ev.folder / "segmentation_rows.csv")
+    if rows.empty:
+        return []
+    long = segmentation_table(rows)
+    lines = ["**One-view segmentation** (threshold from the query view only; mIoU / mAcc in %, 95% interval over "
+             "queries):", "", "| queries | views | teacher mIoU | N3F mIoU | teacher mAcc | N3F mAcc | queries / rows |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for (kind, split), part in long.groupby(["query_kind", "split"], sort=False):
+        by = part.set_index("method")
+        if "n3f" not in by.index or by.loc["n3f", "n"] == 0:
+            continue
+
+        def cell(method: str, col: str) -> str:
+            if method not in by.index or pd.isna(by.loc[method, col]):
+                return "–"
+            return f"{by.loc[method, col]:.1f} ({by.loc[method, col + '_lo']:.0f}–{by.loc[method, col + '_hi']:.0f})"
+
+        lines.append(f"| {kind} | {split} | {cell('teacher', 'miou')} | {cell('n3f', 'miou')} | "
+                     f"{cell('teacher', 'macc')} | {cell('n3f', 'macc')} | {by.loc['n3f', 'queries']} / {by.loc['n3f', 'n']} |")
+    lines.append("")
+    masks = rows[(rows["query_kind"] == "mask")]
+    n3f = masks[masks["method"] == "n3f"].reset_index(drop=True)
+    i = int((n3f["iou"] - n3f["iou"].median()).abs().idxmin())
+    case = n3f.loc[i]
+    obj, q, g = str(case["object"]), int(case["query"]), int(case["gallery"])
+    teacher_row = masks[(masks["method"] == "teacher") & (masks["object"] == obj) & (masks["query"] == q)
+                        & (masks["gallery"] == g)].iloc[0]
+    k = store.object_names.index(obj)
+    rendered = {f: renderer.render_frame(store, f, outputs=("features",))["features"] for f in (q, g)}
+    teacher = {f: feats.upsampled(f, store.image_size) for f in (q, g)}
+    segmentation_figure(
+        fig_dir / f"{name}_segmentation.png", store.frame(q), store.masks(q)[k], store.frame(g), store.masks(g)[k],
+        (teacher[q], teacher[g], float(teacher_row["threshold"])), (rendered[q], rendered[g], float(case["threshold"])),
+        f"{obj}: query frame {q} -> frame {g} ({'seen' if case['seen'] else 'novel'}); IoU teacher "
+        f"{100 * teacher_row['iou']:.1f}, N3F {100 * case['iou']:.1f}",
+    )
+    lines += ["The N3F case with the median IoU (mask query), not a hand-picked one:", "",
+              f"![segmentation](figures/{name}_segmentation.png)", ""]
+    return lines
 
 
 def _task_section(ev: Evaluated, report_dir: Path) -> list[str]:

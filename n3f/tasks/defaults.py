@@ -19,3 +19,8 @@ LOCALITY = 0.15  # normalised units: region margin around the query's surface po
 DESCRIPTORS = ("n3f", "teacher")  # where a query descriptor's features come from (rendered N3F / teacher)
 DESCRIPTOR = "n3f"
 TOLERANCE = 0.03  # normalised units: 3D segmentation distance tolerance (~1.5 pixels at 64 x 48)
+
+# Retrieval and one-view segmentation (n3f.tasks.retrieval): patch queries, as in the paper's Fig. 7, fixed
+# in advance (not tuned): a 3 x 3 block of teacher patches, three per object and query frame
+PATCH_CELLS = 3
+PATCHES = 3

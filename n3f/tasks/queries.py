@@ -34,7 +34,7 @@ import numpy as np
 from n3f.errors import N3FInputError
 from n3f.tasks.common import Inputs, View, to_world, write_json, write_png, write_ply
 from n3f.tasks.descriptors import cosine_distance_map, query_descriptor
-from n3f.tasks.query_spec import QueryProducts, QuerySpec, region_mask, resolve_frame
+from n3f.tasks.query_spec import QueryProducts, QuerySpec, annotation_region, region_mask, resolve_frame
 from n3f.tasks.selection import (
     ObjectQuery, calibrate_on_query, calibrate_threshold, mask_surface, query_region, surface_points,
 )
@@ -136,8 +136,11 @@ def run_query(inputs: Inputs, spec: QuerySpec, out_dir: str | Path, *, where: st
     """Every product of one query (module docstring); returns the summary written as ``query.json``."""
     st = inputs.store
     out = Path(out_dir)
-    q = resolve_frame(where, spec, list(st.attrs["frame_names"]))
-    full_mask = region_mask(where, spec, st.image_size)
+    if spec.kind == "annotation":
+        q, full_mask = annotation_region(where, spec, st)
+    else:
+        q = resolve_frame(where, spec, list(st.attrs["frame_names"]))
+        full_mask = region_mask(where, spec, st.image_size)
     mask = block_mask(full_mask, inputs.downscale)
     if not mask.any():
         raise N3FInputError(f"{where}: the region covers no pixel at the render size {inputs.size[::-1]} "

@@ -7,6 +7,12 @@ object (``docs/queries.md``)::
       - {name: cape, frame: IMG_0012.JPG, mask: queries/cape.png}
       - {name: stand, frame: 40, box: [180, 300, 280, 450]}
       - {name: knob, frame: 7, point: [210, 95], radius: 12}
+      - {name: cup, annotation: cup}     # an imported object's own mask (frame: optional)
+
+Without ``queries:``, a scene with imported annotations gets one ``annotation``
+query per object (the Snakefile reads the objects from the scene store); an
+annotation query without ``frame`` uses the first frame of the scene's query
+split where the object is visible, as retrieval's queries do.
 
 Coordinates are pixels of the stored frames (the images on disk unless the
 import's ``max_size`` shrinks them); a mask file has the stored frame's size,
@@ -28,19 +34,20 @@ from n3f.errors import N3FInputError
 from n3f.tasks.defaults import DENSITY_THRESHOLD, LOCALITY, OPACITY_THRESHOLD
 
 QUERY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-QUERY_KEYS = ("name", "frame", "mask", "box", "point", "radius")
-REGION_KEYS = ("mask", "box", "point")
+QUERY_KEYS = ("name", "frame", "mask", "box", "point", "annotation", "radius")
+REGION_KEYS = ("mask", "box", "point", "annotation")
 DEFAULT_RADIUS = 8  # pixels: a point query's disc, about half a ViT-S/14 patch at 456 px
 
 
 @dataclass(frozen=True)
 class QuerySpec:
-    """One query: a region of one frame (exactly one of ``mask``, ``box``, ``point``)."""
+    """One query: a region of one frame (exactly one of ``mask``, ``box``, ``point``, ``annotation``)."""
 
     name: str
     """Names the query's results folder (letters, digits, ``_ . -``)."""
-    frame: int | str
-    """The frame: its index in the scene store, or its file name (or stem) as imported."""
+    frame: int | str | None
+    """The frame: its index in the scene store, or its file name (or stem) as imported (None: only for
+    an annotation query, the first query-split frame that shows the object)."""
     mask: str | None = None
     """A binary mask file of the frame (relative paths: from where Snakemake runs)."""
     box: tuple[float, float, float, float] | None = None
@@ -49,13 +56,17 @@ class QuerySpec:
     """``[x, y]`` in pixels of the stored frame; the region is a disc of ``radius`` around it."""
     radius: int = DEFAULT_RADIUS
     """Radius in pixels of a point query's disc."""
+    annotation: str | None = None
+    """An object imported with the scene (``objects`` of the store): its mask in the frame is the region."""
 
     @property
     def kind(self) -> str:
         return next(k for k in REGION_KEYS if getattr(self, k) is not None)
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "frame": self.frame, self.kind: getattr(self, self.kind)}
+        out: dict[str, Any] = {"name": self.name, self.kind: getattr(self, self.kind)}
+        if self.frame is not None:
+            out["frame"] = self.frame
         if self.kind == "point":
             out["radius"] = self.radius
         return out
@@ -71,7 +82,7 @@ def _numbers(where: str, value: Any, n: int, what: str) -> tuple[float, ...]:
 def parse_query(where: str, entry: Any) -> QuerySpec:
     """Check one ``queries:`` entry (types, one region, a valid name); ``where`` names it in errors."""
     if not isinstance(entry, Mapping):
-        raise N3FInputError(f"{where}: a query must be a mapping with name, frame and one of mask/box/point, "
+        raise N3FInputError(f"{where}: a query must be a mapping with name, frame and one of mask/box/point/annotation, "
                             f"got {entry!r}.")
     unknown = sorted(set(entry) - set(QUERY_KEYS))
     if unknown:
@@ -80,22 +91,29 @@ def parse_query(where: str, entry: Any) -> QuerySpec:
     if not isinstance(name, str) or not QUERY_NAME.match(name):
         raise N3FInputError(f"{where}.name: {name!r} must be letters, digits, '_', '.', '-' (it names the "
                             "query's results folder).")
-    frame = entry.get("frame")
-    if isinstance(frame, bool) or not isinstance(frame, (int, str)) or (isinstance(frame, int) and frame < 0) \
-            or (isinstance(frame, str) and not frame.strip()):
-        raise N3FInputError(f"{where}.frame: {frame!r} must be a frame index (>= 0) or a frame's file name.")
     given = [k for k in REGION_KEYS if entry.get(k) is not None]
     if len(given) != 1:
-        raise N3FInputError(f"{where}: give exactly one of mask (a file), box [x0, y0, x1, y1] or point [x, y]; "
-                            f"got {given or 'none'}.")
+        raise N3FInputError(f"{where}: give exactly one of mask (a file), box [x0, y0, x1, y1], point [x, y] or "
+                            f"annotation (an imported object's name); got {given or 'none'}.")
     kind = given[0]
+    frame = entry.get("frame")
+    if frame is None and kind != "annotation":
+        raise N3FInputError(f"{where}.frame: missing; a {kind} query is drawn on one frame (its index or file name).")
+    if frame is not None and (isinstance(frame, bool) or not isinstance(frame, (int, str))
+                              or (isinstance(frame, int) and frame < 0) or (isinstance(frame, str) and not frame.strip())):
+        raise N3FInputError(f"{where}.frame: {frame!r} must be a frame index (>= 0) or a frame's file name.")
     radius = entry.get("radius", DEFAULT_RADIUS)
     if "radius" in entry and kind != "point":
         raise N3FInputError(f"{where}.radius: only a point query has a radius.")
     if isinstance(radius, bool) or not isinstance(radius, int) or radius < 1:
         raise N3FInputError(f"{where}.radius: {radius!r} must be a whole number of pixels >= 1.")
-    mask = box = point = None
-    if kind == "mask":
+    mask = box = point = annotation = None
+    if kind == "annotation":
+        annotation = entry["annotation"]
+        if not isinstance(annotation, str) or not annotation.strip():
+            raise N3FInputError(f"{where}.annotation: {annotation!r} must be the name of an object imported with "
+                                "the scene.")
+    elif kind == "mask":
         mask = entry["mask"]
         if not isinstance(mask, str) or not mask.strip():
             raise N3FInputError(f"{where}.mask: {mask!r} must be the path of a binary mask image.")
@@ -105,7 +123,7 @@ def parse_query(where: str, entry: Any) -> QuerySpec:
             raise N3FInputError(f"{where}.box: {list(box)} must have x0 < x1 and y0 < y1.")
     else:
         point = _numbers(f"{where}.point", entry["point"], 2, "[x, y]")
-    return QuerySpec(name, frame, mask, box, point, radius)
+    return QuerySpec(name, frame, mask, box, point, radius, annotation)
 
 
 def parse_queries(where: str, entries: Any) -> list[QuerySpec]:
@@ -120,6 +138,41 @@ def parse_queries(where: str, entries: Any) -> list[QuerySpec]:
     if dup:
         raise N3FInputError(f"{where}: query names {dup} repeat; each names its own results folder.")
     return specs
+
+
+def query_name(obj: str) -> str:
+    """A query (and results folder) name for an annotated object's name: other characters become ``_``."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", obj.strip())
+    return name if QUERY_NAME.match(name) else f"object_{name}"
+
+
+def annotation_queries(objects: list[str]) -> list[dict[str, str]]:
+    """The default queries of a scene imported with annotations: one per object, on its own mask."""
+    return [{"name": query_name(obj), "annotation": obj} for obj in objects]
+
+
+def annotation_region(where: str, spec: QuerySpec, store: Any) -> tuple[int, np.ndarray]:
+    """(frame, (H, W) bool region) of an annotation query: the object's mask in the query's frame, which
+    defaults to the first frame of the query split (then of any annotated frame) that shows the object."""
+    objects = list(store.object_names)
+    if spec.annotation not in objects:
+        raise N3FInputError(f"{where}.annotation: '{spec.annotation}' is not an object of this scene; its annotated "
+                            f"objects are {objects or 'none (import masks or labels, docs/annotations.md)'}.")
+    k = objects.index(spec.annotation)
+    annotated = [int(f) for f in store.annotated_frames]
+    if spec.frame is not None:
+        frame = resolve_frame(where, spec, list(store.attrs["frame_names"]))
+        if frame not in annotated or not store.masks(frame)[k].any():
+            raise N3FInputError(f"{where}: object '{spec.annotation}' is not annotated in frame {spec.frame!r}; "
+                                "choose a frame where it is visible, or leave frame out.")
+        return frame, np.asarray(store.masks(frame)[k], bool)
+    order = [int(f) for f in store.split("query")] + annotated
+    for frame in order:
+        if frame in annotated:
+            mask = np.asarray(store.masks(frame)[k], bool)
+            if mask.any():
+                return frame, mask
+    raise N3FInputError(f"{where}: object '{spec.annotation}' is empty in every annotated frame; nothing to query.")
 
 
 def resolve_frame(where: str, spec: QuerySpec, frame_names: list[str]) -> int:

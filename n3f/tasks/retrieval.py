@@ -29,33 +29,54 @@ from n3f.atomic import atomic_write_text
 from n3f.errors import N3FInputError
 from n3f.metrics import average_precision, mean_ap
 from n3f.scene.store import SceneStore
+from n3f.tasks.defaults import PATCH_CELLS, PATCHES
 from n3f.tasks.descriptors import cosine_distance_map, normalise, query_descriptor
 
 log = logging.getLogger(__name__)
 
-ROW_COLUMNS = ["scene", "teacher", "method", "object", "query", "gallery", "ap", "note"]
+ROW_COLUMNS = ["scene", "field", "teacher", "method", "object", "query", "query_kind", "patch", "gallery", "seen",
+               "ap", "note"]
+"""Retrieval rows: one per (object, query unit, gallery frame); ``seen``: the gallery frame was trained on."""
+SEGMENTATION_COLUMNS = ["scene", "field", "teacher", "method", "object", "query", "query_kind", "patch", "gallery",
+                        "seen", "threshold", "iou", "acc", "oracle_threshold", "oracle_iou", "oracle_acc"]
+"""One-view segmentation rows: the query unit's threshold (from the query frame alone) applied to a gallery
+frame, and the oracle (the best threshold on that gallery frame, for comparison with papers that use it)."""
+THRESHOLD_RULE = "query-view IoU"
+"""The one-view threshold: the cosine distance whose selection best matches (IoU) the object's mask in the
+query frame, over :data:`~n3f.tasks.selection.CALIBRATION_GRID`; the same rule for both feature sources."""
 
 
-def retrieval_rows(
+def score_rows(
     store: SceneStore,
     features_for: Callable[[int], np.ndarray],
     *,
     teacher: str,
     method: str,
+    field: str = "",
     mask_kind: str = "modal",
     objects: list[str] | None = None,
     queries: np.ndarray | None = None,
     gallery: np.ndarray | None = None,
-) -> pd.DataFrame:
-    """Per (object, query, gallery) AP rows for one scene and one feature source.
+    patch_side: int = 1,
+    patches: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Retrieval AP rows and one-view segmentation rows for one scene and one feature source.
 
     ``features_for(frame)`` returns (H, W, C) features at mask resolution; it is
     called once per query and gallery frame. ``objects`` restricts the objects
     scored (default: all annotated objects); ``queries``/``gallery`` default
-    to the store's splits.
+    to the store's splits. Each object in each query frame is queried with its
+    mask and with ``patches`` squares of ``patch_side`` pixels inside it
+    (:mod:`n3f.tasks.query_units`); a distance map is computed once per
+    (query unit, gallery frame) and scored both ways.
     """
+    from n3f.metrics import iou, iou_curve, pixel_accuracy
+    from n3f.tasks.query_units import query_units
+    from n3f.tasks.selection import CALIBRATION_GRID, calibrate_threshold
+
     queries = store.split("query") if queries is None else queries
     gallery = store.split("gallery") if gallery is None else gallery
+    train = set(int(f) for f in store.split("train"))
     cache: dict[int, np.ndarray] = {}
 
     def feats(frame: int) -> np.ndarray:
@@ -63,7 +84,8 @@ def retrieval_rows(
             cache[frame] = normalise(np.asarray(features_for(frame), dtype=np.float32))
         return cache[frame]
 
-    rows = []
+    grid = np.asarray(CALIBRATION_GRID, np.float64)
+    ap_rows, seg_rows = [], []
     for k, obj in enumerate(store.object_names):
         if objects is not None and obj not in objects:
             continue
@@ -71,17 +93,49 @@ def retrieval_rows(
             q_mask = store.masks(int(q), mask_kind)[k]
             if not q_mask.any():
                 continue  # not visible in the query: no descriptor, no row
-            desc = query_descriptor(feats(int(q)), q_mask)
-            for g in gallery:
-                g_mask = store.masks(int(g), mask_kind)[k]
-                row = {"scene": store.name, "teacher": teacher, "method": method, "object": obj,
-                       "query": int(q), "gallery": int(g), "ap": np.nan, "note": ""}
-                if not g_mask.any():
-                    row["note"] = "object not visible in gallery frame; no AP"
-                else:
-                    row["ap"] = average_precision(-cosine_distance_map(feats(int(g)), desc), g_mask)
-                rows.append(row)
-    return pd.DataFrame(rows, columns=ROW_COLUMNS)
+            for unit in query_units(obj, int(q), q_mask, patch_side=patch_side, patches=patches):
+                desc = query_descriptor(feats(int(q)), unit.region)
+                # the one-view threshold: from the query frame alone, against the object's mask there
+                threshold = calibrate_threshold(cosine_distance_map(feats(int(q)), desc), q_mask, grid)["threshold"]
+                base = {"scene": store.name, "field": field, "teacher": teacher, "method": method, "object": obj,
+                        "query": int(q), "query_kind": unit.kind, "patch": unit.index}
+                for g in gallery:
+                    g_mask = store.masks(int(g), mask_kind)[k]
+                    where = {**base, "gallery": int(g), "seen": int(g) in train}
+                    row = {**where, "ap": np.nan, "note": ""}
+                    if not g_mask.any():
+                        row["note"] = "object not visible in gallery frame; no AP"
+                        ap_rows.append(row)
+                        continue
+                    dist = cosine_distance_map(feats(int(g)), desc)
+                    row["ap"] = average_precision(-dist, g_mask)
+                    ap_rows.append(row)
+                    curve = iou_curve(dist, g_mask, grid)
+                    best = int(np.argmax(curve))
+                    seg_rows.append({**where, "threshold": threshold, "iou": iou(dist < threshold, g_mask),
+                                     "acc": pixel_accuracy(dist < threshold, g_mask),
+                                     "oracle_threshold": float(grid[best]), "oracle_iou": float(curve[best]),
+                                     "oracle_acc": pixel_accuracy(dist < grid[best], g_mask)})
+    return pd.DataFrame(ap_rows, columns=ROW_COLUMNS), pd.DataFrame(seg_rows, columns=SEGMENTATION_COLUMNS)
+
+
+def retrieval_rows(store: SceneStore, features_for: Callable[[int], np.ndarray], *, teacher: str, method: str,
+                   **options: Any) -> pd.DataFrame:
+    """The retrieval AP rows of :func:`score_rows` (mask queries unless ``patches`` is given)."""
+    return score_rows(store, features_for, teacher=teacher, method=method, **options)[0]
+
+
+def gallery_frames(store: SceneStore, limit: int | None) -> np.ndarray:
+    """Gallery frames scored: at most ``limit``, half of them held out of training where the scene has such
+    frames (``val``), so that seen and novel views are both measured; each part evenly thinned."""
+    gallery = np.asarray(store.split("gallery"))
+    if not limit or len(gallery) <= limit:
+        return gallery
+    novel = np.intersect1d(gallery, store.split("val"))
+    seen = np.setdiff1d(gallery, novel)
+    n_novel = min(len(novel), limit // 2)
+    picked = np.concatenate([thin(novel, n_novel) if n_novel else novel[:0], thin(seen, limit - n_novel)])
+    return np.sort(picked)
 
 
 def thin(frames: np.ndarray, limit: int | None) -> np.ndarray:
@@ -109,8 +163,10 @@ def evaluate_retrieval(
     chunk: int | None = None,
     max_queries: int | None = None,
     max_gallery: int | None = None,
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Per-query rows for both methods and a summary (mAP per method, gain)."""
+    patch_cells: int = PATCH_CELLS,
+    patches: int = PATCHES,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Retrieval rows, one-view segmentation rows (both methods, mask and patch queries) and a summary."""
     from n3f.device import resolve_device
     from n3f.features.store import FeatureStore
     from n3f.render.model_io import load_renderer
@@ -127,8 +183,10 @@ def evaluate_retrieval(
     renderer = load_renderer(model_path, resolve_device(device or None))
     objects = retrieval_objects(store)
     queries = thin(store.split("query"), max_queries)
-    gallery = thin(store.split("gallery"), max_gallery)
-    frames = {"objects": objects, "queries": queries, "gallery": gallery}
+    gallery = gallery_frames(store, max_gallery)
+    patch_side = max(1, round(patch_cells * store.image_size[0] / feats.grid_size[0]))
+    frames = {"objects": objects, "queries": queries, "gallery": gallery, "field": renderer.field.name,
+              "patch_side": patch_side, "patches": patches}
 
     started = time.perf_counter()
     rendered: dict[int, np.ndarray] = {}
@@ -142,32 +200,40 @@ def evaluate_retrieval(
     def teacher_features(frame: int) -> np.ndarray:
         return feats.upsampled(frame, store.image_size, sampling)
 
-    rows = pd.concat(
-        [
-            retrieval_rows(store, teacher_features, teacher=teacher, method="teacher", **frames),
-            retrieval_rows(store, n3f_features, teacher=teacher, method="n3f", **frames),
-        ],
-        ignore_index=True,
-    )
-    by_method = {m: 100.0 * mean_ap(part["ap"]) for m, part in rows.groupby("method")}
+    scored = [score_rows(store, teacher_features, teacher=teacher, method="teacher", **frames),
+              score_rows(store, n3f_features, teacher=teacher, method="n3f", **frames)]
+    rows = pd.concat([s[0] for s in scored], ignore_index=True)
+    segmentation = pd.concat([s[1] for s in scored], ignore_index=True)
+    masks = rows[rows["query_kind"] == "mask"]
+    by_method = {m: 100.0 * mean_ap(part["ap"]) for m, part in masks.groupby("method")}
+    seg = segmentation[segmentation["query_kind"] == "mask"]
+    miou = {m: 100.0 * part["iou"].mean() for m, part in seg.groupby("method")}
     summary = {
         "scene": store.name,
         "teacher": teacher,
         "map_teacher": by_method.get("teacher"),
         "map_n3f": by_method.get("n3f"),
         "gain": by_method.get("n3f", np.nan) - by_method.get("teacher", np.nan),
+        "miou_teacher": miou.get("teacher"),
+        "miou_n3f": miou.get("n3f"),
+        "threshold_rule": THRESHOLD_RULE,
+        "patch_pixels": patch_side,
+        "patches": patches,
         "objects": objects,
         "queries": [int(q) for q in queries],
         "gallery": [int(g) for g in gallery],
+        "gallery_novel": [int(g) for g in gallery if int(g) not in set(store.split("train").tolist())],
         "rows_with_ap": int(rows["ap"].notna().sum()),
         "rows_skipped": int(rows["ap"].isna().sum()),
         "sampling": sampling,
         "seconds": time.perf_counter() - started,
     }
-    return rows, summary
+    return rows, segmentation, summary
 
 
-def write_outputs(rows: pd.DataFrame, summary: dict[str, Any], rows_csv: str | Path, summary_json: str | Path) -> None:
-    """Write the rows CSV and the summary JSON atomically (a killed job leaves no finished-looking output)."""
+def write_outputs(rows: pd.DataFrame, segmentation: pd.DataFrame, summary: dict[str, Any], rows_csv: str | Path,
+                  segmentation_csv: str | Path, summary_json: str | Path) -> None:
+    """Write the rows CSVs, then the summary JSON, atomically (a killed job leaves no finished-looking output)."""
     atomic_write_text(rows_csv, rows.to_csv(index=False))
+    atomic_write_text(segmentation_csv, segmentation.to_csv(index=False))
     atomic_write_text(summary_json, json.dumps(summary, indent=2))

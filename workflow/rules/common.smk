@@ -195,8 +195,20 @@ def task_dirs():
 
 
 def scene_queries(name):
-    """{query name: its config entry} of a scene's ``queries:``."""
-    return {q["name"]: q for q in SCENES[name].get("queries") or []}
+    """{query name: its entry}: the scene's ``queries:`` (``[]``: none). Without the key, a scene imported with
+    annotations gets one query per object on the object's own mask; the objects are read from its store once
+    imported (``scene`` is a checkpoint). Synthetic scenes are scored by the tasks instead."""
+    entry = SCENES[name]
+    if "queries" in entry or entry["source"] == "synthetic":
+        return {q["name"]: q for q in entry.get("queries") or []}
+    store = checkpoints.scene.get(scene=name).output[0]
+    objects = json.loads(Path(store, "zarr.json").read_text())["attributes"].get("objects", [])
+    try:
+        from n3f.tasks.query_spec import annotation_queries
+    except ImportError as err:
+        raise WorkflowError(f"scenes[{name}]: default queries need n3f importable ({err}); "
+                            "list `queries:` explicitly, or `queries: []` for none") from None
+    return {q["name"]: q for q in annotation_queries(objects)}
 
 
 def query_files(name):
@@ -254,17 +266,19 @@ def reported(name):
     return evaluated(name) or bool(scene_queries(name))
 
 
-def retrieval_row_files():
+def retrieval_row_files(name="retrieval_rows.csv"):
+    """Every evaluated (scene, field, teacher)'s rows file ``name`` (retrieval or one-view segmentation)."""
     return [
-        f"{distilled_dir(name, field, teacher)}/retrieval_rows.csv"
-        for name in SCENES
-        if evaluated(name)
-        for field in scene_fields(name)
+        f"{distilled_dir(scene, field, teacher)}/{name}"
+        for scene in SCENES
+        if evaluated(scene)
+        for field in scene_fields(scene)
         for teacher in TEACHERS
     ]
 
 
-def all_targets():
+def all_targets(wildcards=None):
+    """Every final product (an input function: a scene's default queries wait for its import)."""
     targets = []
     for name in SCENES:
         targets.append(scene_store(name))
@@ -276,7 +290,7 @@ def all_targets():
         if reported(name):
             targets.append(scene_report(name))
     if retrieval_row_files():
-        targets += [table("retrieval_map.csv"), table("retrieval_map.md")]
+        targets += [table(f"{name}.{ext}") for name in ("retrieval_map", "segmentation") for ext in ("csv", "md")]
     if task_dirs():
         targets += [table("tasks.csv"), table("tasks.md")]
     return targets
@@ -347,7 +361,7 @@ def report_inputs(wildcards):
     inputs = {"scene": scene_store(scene)}
     for field, teacher in _pairs(scene):
         folder = distilled_dir(scene, field, teacher)
-        scored = ("retrieval.json", "retrieval_rows.csv") if evaluated(scene) else ()
+        scored = ("retrieval.json", "retrieval_rows.csv", "segmentation_rows.csv") if evaluated(scene) else ()
         for name in (*scored, "metrics.json", "model.pt"):
             inputs[f"{field}_{teacher}_{name}".replace(".", "_")] = f"{folder}/{name}"
         for query in scene_queries(scene):

@@ -8,6 +8,7 @@ rule eval_retrieval:
         model=f"{distilled_dir()}/model.pt",
     output:
         rows=f"{distilled_dir()}/retrieval_rows.csv",
+        segmentation=f"{distilled_dir()}/segmentation_rows.csv",
         summary=f"{distilled_dir()}/retrieval.json",
     params:
         sampling=config["evaluation"]["sampling"],
@@ -26,15 +27,18 @@ rule eval_retrieval:
     shell:
         "n3f eval-retrieval --scene {input.scene:q} --features {input.features:q} --model {input.model:q}"
         " --teacher {wildcards.teacher} --sampling {params.sampling} {params.limits}"
-        " --rows {output.rows:q} --summary {output.summary:q} > {log:q} 2>&1"
+        " --rows {output.rows:q} --segmentation {output.segmentation:q} --summary {output.summary:q} > {log:q} 2>&1"
 
 
 rule tables:
     input:
         rows=retrieval_row_files(),
+        segmentation=retrieval_row_files("segmentation_rows.csv"),
     output:
         csv=table("retrieval_map.csv"),
         md=report(table("retrieval_map.md"), caption="../report/tables.rst", category="Tables"),
+        segmentation_csv=table("segmentation.csv"),
+        segmentation_md=report(table("segmentation.md"), caption="../report/segmentation.rst", category="Tables"),
     log:
         log_file("tables", "tables"),
     benchmark:
@@ -46,7 +50,9 @@ rule tables:
         mem_mb=2000,
         runtime=10,
     shell:
-        "n3f tables --rows {input.rows:q} --csv {output.csv:q} --md {output.md:q} > {log:q} 2>&1"
+        "n3f tables --rows {input.rows:q} --csv {output.csv:q} --md {output.md:q}"
+        " --segmentation {input.segmentation:q} --segmentation-csv {output.segmentation_csv:q}"
+        " --segmentation-md {output.segmentation_md:q} > {log:q} 2>&1"
 
 
 rule report_scene:

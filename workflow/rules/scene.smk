@@ -44,7 +44,8 @@ rule sfm:
         " --threads {threads} > {log:q} 2>&1"
 
 
-rule scene:
+# a checkpoint: a scene's default queries (one per imported object) are known once it is imported
+checkpoint scene:
     input:
         unpack(scene_inputs),
     output:

@@ -111,7 +111,9 @@ def breakdown_markdown(long: pd.DataFrame, value: str) -> str:
     header = [f"{k} {s}" for k in kinds for s in SPLITS]
     lines = ["| scene | field | teacher | method | " + " | ".join(header) + " |",
              "|---" * (4 + len(header)) + "|"]
-    for key, part in long.groupby(KEYS, sort=True):
+    rank = {"teacher": 0, "n3f": 1}
+    groups = sorted(long.groupby(KEYS, sort=True), key=lambda kv: (kv[0][:3], rank.get(kv[0][3], 2), kv[0][3]))
+    for key, part in groups:
         cells = []
         for k in kinds:
             for s in SPLITS:

@@ -30,7 +30,7 @@ from n3f.errors import N3FInputError
 from n3f.metrics import average_precision, mean_ap
 from n3f.scene.store import SceneStore
 from n3f.tasks.defaults import PATCH_CELLS, PATCHES
-from n3f.tasks.descriptors import cosine_distance_map, normalise, query_descriptor
+from n3f.tasks.descriptors import normalise, query_descriptor
 
 log = logging.getLogger(__name__)
 
@@ -84,30 +84,40 @@ def score_rows(
             cache[frame] = normalise(np.asarray(features_for(frame), dtype=np.float32))
         return cache[frame]
 
+    masks: dict[int, np.ndarray] = {}
+
+    def mask_of(frame: int, k: int) -> np.ndarray:
+        if frame not in masks:  # one read per frame, not per (object, query unit)
+            masks[frame] = store.masks(frame, mask_kind)
+        return masks[frame][k]
+
+    def distance(frame: int, desc: np.ndarray) -> np.ndarray:
+        return 1.0 - feats(frame) @ desc  # the features are normalised once, in feats()
+
     grid = np.asarray(CALIBRATION_GRID, np.float64)
     ap_rows, seg_rows = [], []
     for k, obj in enumerate(store.object_names):
         if objects is not None and obj not in objects:
             continue
         for q in queries:
-            q_mask = store.masks(int(q), mask_kind)[k]
+            q_mask = mask_of(int(q), k)
             if not q_mask.any():
                 continue  # not visible in the query: no descriptor, no row
             for unit in query_units(obj, int(q), q_mask, patch_side=patch_side, patches=patches):
                 desc = query_descriptor(feats(int(q)), unit.region)
                 # the one-view threshold: from the query frame alone, against the object's mask there
-                threshold = calibrate_threshold(cosine_distance_map(feats(int(q)), desc), q_mask, grid)["threshold"]
+                threshold = calibrate_threshold(distance(int(q), desc), q_mask, grid)["threshold"]
                 base = {"scene": store.name, "field": field, "teacher": teacher, "method": method, "object": obj,
                         "query": int(q), "query_kind": unit.kind, "patch": unit.index}
                 for g in gallery:
-                    g_mask = store.masks(int(g), mask_kind)[k]
+                    g_mask = mask_of(int(g), k)
                     where = {**base, "gallery": int(g), "seen": int(g) in train}
                     row = {**where, "ap": np.nan, "note": ""}
                     if not g_mask.any():
                         row["note"] = "object not visible in gallery frame; no AP"
                         ap_rows.append(row)
                         continue
-                    dist = cosine_distance_map(feats(int(g)), desc)
+                    dist = distance(int(g), desc)
                     row["ap"] = average_precision(-dist, g_mask)
                     ap_rows.append(row)
                     curve = iou_curve(dist, g_mask, grid)

@@ -83,8 +83,8 @@ def test_tables_regenerate_from_rows(tmp_path):
     # one query unit per method and scene: its interval is the point itself
     assert (every["map_lo"] == every["map"]).all() and (every["map_hi"] == every["map"]).all()
     md = (tmp_path / "map.md").read_text()
-    assert "| dino | 30.0 (30–30) | 50.0 (50–50) | 40.0 |  |" in md
-    assert "| N3F(dino) | 60.0 (60–60) | 80.0 (80–80) | 70.0 | +30.0 |" in md
+    assert "| dino | 30.0 (30.0–30.0) | 50.0 (50.0–50.0) | 40.0 |  |" in md
+    assert "| N3F(dino) | 60.0 (60.0–60.0) | 80.0 (80.0–80.0) | 70.0 | +30.0 |" in md
     # rows written before splits existed have no seen / novel split: those cells stay empty
     assert long.loc[long["split"] == "seen", "n"].eq(0).all()
 

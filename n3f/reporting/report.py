@@ -142,7 +142,7 @@ def _segmentation_section(ev: Evaluated, store: SceneStore, renderer: Any, feats
         def cell(method: str, col: str) -> str:
             if method not in by.index or pd.isna(by.loc[method, col]):
                 return "–"
-            return f"{by.loc[method, col]:.1f} ({by.loc[method, col + '_lo']:.0f}–{by.loc[method, col + '_hi']:.0f})"
+            return f"{by.loc[method, col]:.1f} ({by.loc[method, col + '_lo']:.1f}–{by.loc[method, col + '_hi']:.1f})"
 
         lines.append(f"| {kind} | {split} | {cell('teacher', 'miou')} | {cell('n3f', 'miou')} | "
                      f"{cell('teacher', 'macc')} | {cell('n3f', 'macc')} | {by.loc['n3f', 'queries']} / {by.loc['n3f', 'n']} |")

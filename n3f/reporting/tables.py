@@ -78,7 +78,7 @@ def retrieval_map(rows: pd.DataFrame) -> pd.DataFrame:
 def _cell(row: pd.Series | None, name: str) -> str:
     if row is None or pd.isna(row[name]):
         return "–"
-    return f"{row[name]:.1f} ({row[f'{name}_lo']:.0f}–{row[f'{name}_hi']:.0f})"
+    return f"{row[name]:.1f} ({row[f'{name}_lo']:.1f}–{row[f'{name}_hi']:.1f})"
 
 
 def table1_markdown(long: pd.DataFrame, value: str = "map") -> str:

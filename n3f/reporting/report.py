@@ -115,14 +115,14 @@ def write_scene_report(scene_path: str | Path, evaluated: list[Evaluated], out_m
                   "query/gallery pair with the median N3F AP, not a hand-picked one.", "",
                   f"![retrieval](figures/{name}_retrieval.png)", "", f"![pca](figures/{name}_pca.png)", ""]
         if (ev.folder / "segmentation_rows.csv").is_file():
-            lines += _segmentation_section(ev, store, renderer, feats, fig_dir, name)
+            lines += _segmentation_section(ev, store, renderer, feats, fig_dir, name, rendered)
         lines += _task_section(ev, out_md.parent)
     atomic_write_text(out_md, "\n".join(lines))
     return out_md
 
 
 def _segmentation_section(ev: Evaluated, store: SceneStore, renderer: Any, feats: Any, fig_dir: Path,
-                          name: str) -> list[str]:
+                          name: str, rendered: dict[int, Any]) -> list[str]:
     """One-view segmentation scores (mask and patch queries, seen / novel views) and the median N3F case."""
     from n3f.reporting.figures import segmentation_figure
     from n3f.reporting.tables import segmentation_table
@@ -155,7 +155,9 @@ def _segmentation_section(ev: Evaluated, store: SceneStore, renderer: Any, feats
     teacher_row = masks[(masks["method"] == "teacher") & (masks["object"] == obj) & (masks["query"] == q)
                         & (masks["gallery"] == g)].iloc[0]
     k = store.object_names.index(obj)
-    rendered = {f: renderer.render_frame(store, f, outputs=("features",))["features"] for f in (q, g)}
+    for f in (q, g):  # frames the retrieval figure rendered are reused
+        if f not in rendered:
+            rendered[f] = renderer.render_frame(store, f, outputs=("features",))["features"]
     teacher = {f: feats.upsampled(f, store.image_size) for f in (q, g)}
     segmentation_figure(
         fig_dir / f"{name}_segmentation.png", store.frame(q), store.masks(q)[k], store.frame(g), store.masks(g)[k],

@@ -92,13 +92,9 @@ def distilled_dir(scene="{scene}", field="{field}", teacher="{teacher}"):
 
 
 def task_dir(scene="{scene}", field="{field}", teacher="{teacher}", task="{task}"):
-    """A scored task's folder (one directory output: its figures and point clouds vary with the objects)."""
+    """A scored task's folder, one directory output: ``<task>.json`` (written last), and figures and point
+    clouds that vary with the objects."""
     return f"{distilled_dir(scene, field, teacher)}/{task}"
-
-
-def task_summary(scene="{scene}", field="{field}", teacher="{teacher}", task="{task}"):
-    """The scores inside :func:`task_dir` (written last)."""
-    return f"{task_dir(scene, field, teacher, task)}/{task}.json"
 
 
 def query_dir(scene="{scene}", field="{field}", teacher="{teacher}", query="{query}"):

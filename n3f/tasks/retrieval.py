@@ -232,7 +232,7 @@ def evaluate_retrieval(
         "objects": objects,
         "queries": [int(q) for q in queries],
         "gallery": [int(g) for g in gallery],
-        "gallery_novel": [int(g) for g in gallery if int(g) not in set(store.split("train").tolist())],
+        "gallery_novel": np.setdiff1d(gallery, store.split("train")).astype(int).tolist(),
         "rows_with_ap": int(rows["ap"].notna().sum()),
         "rows_skipped": int(rows["ap"].isna().sum()),
         "sampling": sampling,

@@ -33,6 +33,43 @@ def test_dry_run_default_config_plans_every_scene(tmp_path):
         assert f"{tmp_path}/results/{name}/scene.zarr" in result.stdout
 
 
+def _job_priorities(stdout: str) -> dict[tuple[str, str], int]:
+    """(rule, wildcards line) -> priority, from a dry run's job listing."""
+    out, rule, wildcards = {}, None, ""
+    for line in stdout.splitlines():
+        line = line.strip()
+        if line.startswith("rule ") or line.startswith("checkpoint "):
+            rule, wildcards = line.split()[1].rstrip(":"), ""
+        elif line.startswith("wildcards:"):
+            wildcards = line[len("wildcards:"):].strip()
+        elif line.startswith("priority:") and rule is not None:
+            out[(rule, wildcards)] = int(line.split()[1])
+    return out
+
+
+def test_costliest_training_chain_starts_first(tmp_path):
+    """toy_kitchen's neuraldiff (2000 + 1500 steps at 2.4x a grid step) outweighs toy_static's grid
+    (4000 + 2000): its two training stages outrank even the teacher features; the others do not."""
+    result = _snakemake("-n", "--config", f"results={tmp_path}/results")
+    assert result.returncode == 0, result.stdout + result.stderr
+    prio = _job_priorities(result.stdout)
+    kitchen = "scene=toy_kitchen, field=neuraldiff"
+    assert prio[("pretrain_rgb", kitchen)] == 3
+    assert prio[("distill", f"{kitchen}, teacher=dinov2_vits14_imgfocus")] == 3
+    assert ("pretrain_rgb", "scene=toy_static, field=grid") not in prio  # priority 0 is not listed
+    assert prio[("teacher_features", "scene=toy_static, teacher=dinov2_vits14_imgfocus")] == 2
+
+
+def test_training_cost_follows_steps_batch_and_field():
+    from n3f.train.config import STEP_COST, training_cost
+
+    grid = training_cost("grid", {}, {})
+    assert grid == 4000 + 2000  # the grid defaults before the import knows the scene's pixels
+    assert training_cost("neuraldiff", {}, {}) == (2000 + 1500) * STEP_COST["neuraldiff"]
+    assert training_cost("grid", {"steps": 8000, "batch_rays": 512}, {}) == 8000 * 2 + 2000
+    assert training_cost("grid", {"steps": 8000}, {}) > training_cost("neuraldiff", {}, {})
+
+
 def test_video_scene_plans_frames_sfm_scene(tmp_path):
     video = tmp_path / "clip.mp4"
     video.write_bytes(b"")

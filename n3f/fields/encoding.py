@@ -19,8 +19,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-_PLANE_AXES = ((0, 1), (0, 2), (1, 2))
-
 
 class PlaneEncoding(nn.Module):
     """Multi-resolution tri-plane features of points in [-1, 1]^3.
@@ -43,7 +41,8 @@ class PlaneEncoding(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         p = x.shape[0]
-        coords = torch.stack([x[:, list(ax)] for ax in _PLANE_AXES], dim=0).view(3, 1, p, 2)
+        # the (x, y), (x, z), (y, z) columns as slices (an index list made a gather per plane)
+        coords = torch.stack([x[:, 0:2], x[:, 0::2], x[:, 1:3]], dim=0).view(3, 1, p, 2)
         coords = coords.to(self.planes[0].dtype)
         feats = []
         for plane in self.planes:

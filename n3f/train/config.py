@@ -72,6 +72,23 @@ def grid_rgb_steps(quality: str, train_pixels: int | None, batch_rays: int) -> i
     return int(min(hi, max(lo, round(GRID_PIXEL_SHARE * train_pixels / max(batch_rays, 1)))))
 
 
+STEP_COST: dict[str, float] = {"grid": 1.0, "neuraldiff": 2.4}
+"""CPU time of one 256-ray training step relative to ``grid``'s: neuraldiff 70.4 ms against grid's
+29.5 ms (``bench/results/step.md``, toy scenes, 1 thread, fused Adam). Fields not listed count as
+grid (nerf's 250k steps of 1024 rays outweigh any other chain anyway). Used only to order jobs
+(:func:`training_cost`), never to size a schedule."""
+
+
+def training_cost(field: str, rgb: Mapping[str, Any] | None, distill: Mapping[str, Any] | None) -> float:
+    """Estimated CPU cost of a field's RGB and distillation stages, in ``grid`` steps of 256 rays
+    (steps x batch / 256 x :data:`STEP_COST`): which scene's training is the long pole of a run."""
+    total = 0.0
+    for stage, given in (("rgb", rgb), ("distill", distill)):
+        cfg = TrainConfig.from_dict({**(given or {}), "field": field}).resolved(stage)
+        total += cfg.steps * (cfg.batch_rays / 256)
+    return total * STEP_COST.get(field, 1.0)
+
+
 def stage_defaults(stage: str) -> dict[str, dict[str, Any]]:
     """field -> its defaults for ``stage`` (``distill_<key>`` replaces ``<key>`` in distillation)."""
     out = {}

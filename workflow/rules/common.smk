@@ -4,6 +4,7 @@ import mimetypes
 import shlex
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import yaml
 
@@ -168,6 +169,34 @@ def evaluated(name):
 # the costliest evaluation (a render per object and frame), before the cheaper ones so that it does
 # not run alone at the end. Measured on the default pipeline: bench/NOTES.md.
 PRIORITY = {"teacher_features": 2}
+
+
+def _longest_training():
+    """The (scene, field) whose training stages cost most (``n3f.train.config.training_cost``), when
+    the run trains more than one: its RGB stage and distillation start before everything else (even
+    the teacher features, which the other scenes' jobs wait for), since the run cannot end before
+    that chain does. Measured on the default pipeline: bench/NOTES.md, session 8."""
+    try:
+        from n3f.train.config import training_cost
+    except ImportError:
+        return None
+    costs = {}
+    for scene in SCENES:
+        for field in scene_fields(scene):
+            wc = SimpleNamespace(scene=scene, field=field)
+            costs[(scene, field)] = training_cost(field, training_settings(wc, "rgb"), training_settings(wc, "distill"))
+    if len(costs) < 2:
+        return None
+    return max(costs, key=costs.get)
+
+
+_LONGEST = []
+
+
+def training_priority(wildcards):
+    if not _LONGEST:
+        _LONGEST.append(_longest_training())
+    return 3 if (wildcards.scene, wildcards.field) == _LONGEST[0] else 0
 
 
 def task_priority(wildcards):

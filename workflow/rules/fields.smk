@@ -15,6 +15,7 @@ rule pretrain_rgb:
         log_file("pretrain_rgb", "{scene}/{field}"),
     benchmark:
         benchmark_file("pretrain_rgb", "{scene}/{field}")
+    priority: training_priority
     threads: config["threads"]
     conda:
         "../../environment.yml"
@@ -42,6 +43,7 @@ rule distill:
         log_file("distill", "{scene}/{field}/{teacher}"),
     benchmark:
         benchmark_file("distill", "{scene}/{field}/{teacher}")
+    priority: training_priority
     threads: config["threads"]
     conda:
         "../../environment.yml"

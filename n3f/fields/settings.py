@@ -119,7 +119,7 @@ class GridFieldConfig(FieldSettings):
     _resolution_lists: ClassVar[tuple[str, ...]] = ("geo_resolutions", "feat_resolutions")
     world_density: ClassVar[bool] = True
     # half the sampler's 32 + 8: the same held-out PSNR on toy_static for 0.7x the training time
-    # (bench/results/samples.md); neuraldiff keeps 32 + 8, its thin actor lost 1.2 dB with 16 + 4
+    # (bench/results/samples.md, bench/NOTES.md session 8)
     fine_samples: ClassVar[tuple[int, int] | None] = (16, 4)
 
 
@@ -179,6 +179,9 @@ class NeuralDiffFieldConfig(FieldSettings):
     """Floor added to the rendered uncertainty beta (NeRF-W)."""
 
     _resolution_lists: ClassVar[tuple[str, ...]] = ("dyn_resolutions", "actor_resolutions")
+    # 24 + 4: toy_kitchen's held-out PSNR within its seed spread of 32 + 8 (24.92 against 24.81 dB, mean
+    # of two seeds) for 0.85x the training time; 16 + 4 lost 1.2 dB (bench/NOTES.md session 8)
+    fine_samples: ClassVar[tuple[int, int] | None] = (24, 4)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None, where: str) -> "NeuralDiffFieldConfig":

@@ -31,9 +31,9 @@ class SamplerConfig:
     n_proposal: int = setting(64, min=1)
     """Stratified proposal intervals per ray (first pass)."""
     n_importance: int = setting(32, min=1)
-    """Fine samples drawn from the proposal weights (the grid field's default: 16)."""
+    """Fine samples drawn from the proposal weights (grid's default: 16, neuraldiff's 24)."""
     n_uniform: int = setting(8, min=0)
-    """Extra stratified fine samples that keep exploring empty-looking space (the grid field's default: 4)."""
+    """Extra stratified fine samples that keep exploring empty-looking space (grid and neuraldiff: 4)."""
     include_proposal: bool = False
     """Fine pass also evaluates the proposal points (NeRF's union)."""
     dilate: bool = True

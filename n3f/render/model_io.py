@@ -17,6 +17,7 @@ import torch
 from n3f.atomic import atomic_torch_save
 from n3f.errors import N3FInputError
 from n3f.fields.registry import build_field, field_class
+from n3f.render.pose_offsets import PoseOffsets
 from n3f.render.renderer import Renderer
 from n3f.render.settings import SamplerConfig
 from n3f.render.space import SceneSpace
@@ -37,6 +38,7 @@ def model_meta(renderer: Renderer, timestamps: np.ndarray, train_frames: np.ndar
         "background": renderer.background_kind,
         "timestamps": np.asarray(timestamps, np.float64).tolist(),
         "train_frames": np.asarray(train_frames, np.int64).tolist(),
+        "pose_offsets": renderer.pose_offsets.n_frames if renderer.pose_offsets is not None else None,
         **extra,
     }
 
@@ -48,8 +50,11 @@ def build_renderer(meta: dict[str, Any]) -> Renderer:
     field = build_field(
         meta["field"], meta["feature_dim"], settings, np.asarray(meta["timestamps"]), np.asarray(meta["train_frames"])
     )
+    n_cameras = meta.get("pose_offsets")  # camera refinement: its buffers come with the state dict
+    offsets = PoseOffsets(np.tile(np.eye(4), (int(n_cameras), 1, 1)), []) if n_cameras else None
     return Renderer(
-        field, SceneSpace.from_dict(meta["space"]), SamplerConfig(**meta["sampler"]), meta.get("background", "learned")
+        field, SceneSpace.from_dict(meta["space"]), SamplerConfig(**meta["sampler"]), meta.get("background", "learned"),
+        pose_offsets=offsets,
     )
 
 

@@ -35,6 +35,7 @@ from n3f.fields.base import OUTPUTS, Field, Samples
 from n3f.render.background import BackgroundModel
 from n3f.render.composite import composite
 from n3f.render.occupancy import OccupancyGrid
+from n3f.render.pose_offsets import PoseOffsets
 from n3f.render.rays import RayBundle, camera_rays
 from n3f.render.sampling import dilate_weights, sample_pdf, stratified_s
 from n3f.render.settings import BACKGROUNDS, SamplerConfig
@@ -66,8 +67,10 @@ whatever the field outputs, so the renderer does not evaluate the field there (t
 class Renderer(nn.Module):
     """A field together with its scene space and sampler; everything that renders goes through it."""
 
-    def __init__(self, field: Field, space: SceneSpace, sampler: SamplerConfig | None = None, background: str = "learned"):
+    def __init__(self, field: Field, space: SceneSpace, sampler: SamplerConfig | None = None, background: str = "learned",
+                 pose_offsets: PoseOffsets | None = None):
         super().__init__()
+        self.pose_offsets = pose_offsets  # learned corrections of the training cameras (camera refinement)
         if background not in BACKGROUNDS:
             raise ValueError(f"background '{background}' unknown; one of {BACKGROUNDS}")
         self.field = field
@@ -297,10 +300,18 @@ class Renderer(nn.Module):
         h, w = height // downscale, width // downscale
         return {k: v.view(h, w, -1).numpy() for k, v in out.items()}
 
+    def stored_pose(self, c2w: np.ndarray, index: int) -> np.ndarray:
+        """Camera-to-world of stored frame ``index`` (its stored pose ``c2w``), with the correction
+        camera refinement learned for it, if any."""
+        if self.pose_offsets is None:
+            return np.asarray(c2w)
+        return self.pose_offsets.corrected(np.asarray(c2w), index)
+
     def render_frame(self, store, index: int, **kw: Any) -> dict[str, np.ndarray]:
-        """Render stored frame ``index`` of a :class:`~n3f.scene.SceneStore` from its own camera."""
+        """Render stored frame ``index`` of a :class:`~n3f.scene.SceneStore` from its own (refined) camera."""
         h, w = store.image_size
-        return self.render_camera(store.c2w[index], store.intrinsics[index], h, w, store.bounds[index], frame=index, **kw)
+        c2w = self.stored_pose(store.c2w[index], index)
+        return self.render_camera(c2w, store.intrinsics[index], h, w, store.bounds[index], frame=index, **kw)
 
     # -- points ------------------------------------------------------------
     @torch.no_grad()

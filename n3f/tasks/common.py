@@ -107,7 +107,8 @@ class Inputs:
         if isinstance(frame, View):
             return frame
         st, f = self.store, int(frame)
-        return View(f"frame_{f:04d}", np.asarray(st.c2w[f]), np.asarray(st.intrinsics[f]), np.asarray(st.bounds[f]), f)
+        c2w = self.renderer.stored_pose(st.c2w[f], f)  # with its camera refinement, if the model learned one
+        return View(f"frame_{f:04d}", np.asarray(c2w), np.asarray(st.intrinsics[f]), np.asarray(st.bounds[f]), f)
 
     def rays(self, frame: "int | View"):
         """Every ray of a view, row-major at the render size."""

@@ -174,6 +174,13 @@ class TrainConfig:
     """Rays per forward pass when evaluating (0: the device's default)."""
     eval_renders: int = setting(3, min=0)
     """Held-out frames saved as [photo | render | error] PNGs in the stage's renders/ folder (0: none)."""
+    camera_refinement: bool = False
+    """RGB stage: learn a rotation and translation correction of each training camera with the field
+    (n3f/render/pose_offsets.py), for captures whose SfM poses are slightly off. Distillation keeps
+    the corrections the RGB stage learned; held-out frames keep their stored poses."""
+    camera_lr: float = setting(6e-4, min=0, min_exclusive=True)
+    """Learning rate of the camera corrections (nerfstudio's camera optimiser default), on the
+    stage's schedule."""
     amp: bool = True
     """bf16 autocast (CUDA only)."""
     device: str = "auto"

@@ -43,6 +43,7 @@ from n3f.fields.settings import FieldSettings, settings_for
 from n3f.fields.sizing import appearance_default, grid_defaults, unbounded_default
 from n3f.render.composite import distortion_loss
 from n3f.render.model_io import build_renderer, load_model_file, model_meta, save_model
+from n3f.render.pose_offsets import PoseOffsets
 from n3f.render.renderer import Renderer
 from n3f.render.space import SceneSpace, space_for_scene
 from n3f.scene.store import SceneStore
@@ -78,7 +79,8 @@ def new_renderer(scene: SceneStore, cfg: TrainConfig, feature_dim: int) -> Rende
         given.setdefault("unbounded", unbounded_default(layout, scene.attrs.get("source")))
     space = space_for_scene(layout, scene.c2w, scene.intrinsics, scene.bounds, scene.image_size, **given)
     field = build_field(cfg.field, feature_dim, scene_field_settings(scene, cfg, space), scene.timestamps, train)
-    return Renderer(field, space, cfg.sampler_settings(), cfg.background)
+    offsets = PoseOffsets(scene.c2w, train) if cfg.camera_refinement else None
+    return Renderer(field, space, cfg.sampler_settings(), cfg.background, pose_offsets=offsets)
 
 
 def scene_field_settings(scene: SceneStore, cfg: TrainConfig, space: SceneSpace) -> FieldSettings:
@@ -247,6 +249,11 @@ class Trainer:
         groups = self.renderer.field.param_groups(cfg.lr)
         if self.renderer.background is not None:
             groups.append({"params": list(self.renderer.background.parameters()), "lr": cfg.lr, "name": "background"})
+        cameras = self.renderer.pose_offsets
+        # distillation keeps the RGB stage's camera corrections: they are not trained again
+        self.fixed_ids = {id(p) for p in cameras.parameters()} if cameras is not None and self.stage == "distill" else set()
+        if cameras is not None and self.stage == "rgb":
+            groups.append({"params": list(cameras.parameters()), "lr": cfg.camera_lr, "name": "cameras"})
         self.optim = torch.optim.Adam(groups, lr=cfg.lr, eps=cfg.adam_eps, **adam_kwargs(self.device))
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.optim, lr_lambda(cfg))
         self.np_rng = np.random.default_rng(cfg.seed)
@@ -284,7 +291,7 @@ class Trainer:
     def _set_frozen(self, frozen: bool) -> None:
         """Frozen: only the feature heads train (the start of distillation)."""
         for p in self.renderer.parameters():
-            p.requires_grad_(not frozen or id(p) in self.feature_ids)
+            p.requires_grad_((not frozen or id(p) in self.feature_ids) and id(p) not in self.fixed_ids)
 
     def step(self) -> dict[str, float]:
         """One optimisation step; returns its loss terms. A non-finite loss stops the stage
@@ -296,6 +303,8 @@ class Trainer:
         self.renderer.update_occupancy(self.steps_done, self.gen)
         rays, rgb, feats = self.rays.sample(cfg.batch_rays, self.np_rng, self.with_features)
         rays, rgb = rays.to(self.device), rgb.to(self.device)
+        if self.renderer.pose_offsets is not None:  # camera refinement: the corrected cameras' rays
+            rays = self.renderer.pose_offsets.apply(rays)
         feats = feats.to(self.device) if feats is not None else None
         with torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext():
             out = self.renderer.render_rays(rays, self.outputs, train=True, generator=self.gen)
@@ -381,6 +390,8 @@ class Trainer:
             "device": str(self.device),
             **metrics,
         }
+        if self.renderer.pose_offsets is not None:
+            metrics["camera_offsets"] = self.renderer.pose_offsets.summary()
         save_model(self.renderer, self.out_dir / "model.pt", {**self.meta, "step": self.steps_done})
         atomic_write_text(self.out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         # finished: the resume state (optimiser moments, 3x the model) has done its job

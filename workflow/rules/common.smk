@@ -163,9 +163,10 @@ def evaluated(name):
     return SCENES[name].get("evaluate", True)
 
 
-# Job order on few cores (Snakemake starts higher priorities first): the teacher features first, so
-# that every scene's distillation can start the moment its RGB stage ends (starting RGB training first
-# left the longest scene's distillation waiting for its teacher on 2 cores), then amodal segmentation,
+# Job order on few cores (Snakemake starts higher priorities first): the costliest training chain's
+# two stages (training_priority), then the teacher features, so that every other scene's distillation
+# can start the moment its RGB stage ends (starting every RGB stage first left the longest scene's
+# distillation waiting for its teacher on 2 cores), then amodal segmentation,
 # the costliest evaluation (a render per object and frame), before the cheaper ones so that it does
 # not run alone at the end. Measured on the default pipeline: bench/NOTES.md.
 PRIORITY = {"teacher_features": 2}
@@ -194,6 +195,7 @@ _LONGEST = []
 
 
 def training_priority(wildcards):
+    """3 for the stages of the costliest (scene, field), computed once when first asked."""
     if not _LONGEST:
         _LONGEST.append(_longest_training())
     return 3 if (wildcards.scene, wildcards.field) == _LONGEST[0] else 0

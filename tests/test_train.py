@@ -302,7 +302,8 @@ def test_nested_settings_are_typed_once_the_field_is_known():
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg  # as given: round trip through a plain mapping
     r = cfg.resolved("rgb")
     assert r.field_config == NeuralDiffFieldConfig(time_knot_spacing=0)
-    assert r.sampler == SamplerConfig(n_proposal=16)
+    assert r.sampler == SamplerConfig(n_proposal=16, n_importance=24, n_uniform=4)  # neuraldiff's fine samples
+    assert TrainConfig(sampler={"n_proposal": 16}).resolved().sampler == SamplerConfig(n_proposal=16, n_importance=16, n_uniform=4)
     assert TrainConfig().resolved().field_config == GridFieldConfig()
     nerf = TrainConfig(field="nerf", sampler={"n_proposal": 32}).resolved()
     assert nerf.sampler == SamplerConfig(n_proposal=32, n_importance=64, n_uniform=0, include_proposal=True)

@@ -131,11 +131,17 @@ def _children(pid: int) -> list[int]:
     return [int(c) for task in Path(f"/proc/{pid}/task").glob("*") for c in (task / "children").read_text().split()]
 
 
+SHELLS = ("bash", "sh", "dash", "zsh")
+
+
 def training_process(root: int, command: str) -> int | None:
     """Pid of the deepest process under ``root`` whose command line contains ``command`` (Linux /proc).
 
     The deepest, because the rule's ``bash -c '... n3f pretrain-rgb ...'`` wrapper
-    matches too: the trainer is the ``n3f`` process below it.
+    matches too: the trainer is the ``n3f`` process below it. A shell is never returned: polled
+    between the wrapper's start and its child's, the wrapper would be the deepest match, and a
+    signal to it leaves the ``n3f`` child running on (a quick stage then finishes its output after
+    Snakemake has cleaned up the failed job).
     """
     found, stack = None, [(root, 0)]
     while stack:
@@ -145,6 +151,7 @@ def training_process(root: int, command: str) -> int | None:
             stack += [(child, depth + 1) for child in _children(pid)]
         except (FileNotFoundError, ProcessLookupError):
             continue
-        if pid != root and command in cmdline and (found is None or depth > found[1]):
+        shell = Path(cmdline.split(" ", 1)[0]).name in SHELLS
+        if pid != root and not shell and command in cmdline and (found is None or depth > found[1]):
             found = (pid, depth)
     return found[0] if found else None

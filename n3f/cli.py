@@ -17,9 +17,9 @@ from n3f.errors import N3FInputError
 def _command_modules():
     # Imported lazily so that ``n3f --help`` stays fast and a broken optional
     # stage does not stop the others from running.
-    from n3f.commands import capture, evaluate, features, scene, tasks, train
+    from n3f.commands import capture, evaluate, features, fuse, scene, tasks, train
 
-    return [capture, scene, features, train, evaluate, tasks]
+    return [capture, scene, features, train, fuse, evaluate, tasks]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,3 +47,10 @@ def check_config(config: dict[str, Any]) -> None:
     for i, entry in enumerate(config.get("teachers") or []):
         check_teacher_entry(entry, f"teachers[{i}]")
     _check_training(config.get("training"), "training", per_field=True)
+    from n3f.fusion.fuse import FuseConfig
+    from n3f.settings import parse
+
+    fusion = config.get("fusion")
+    if fusion is not None and not isinstance(fusion, dict):
+        raise N3FInputError("fusion: expected a mapping of settings (n3f.fusion.fuse.FuseConfig), e.g. {stride: 8}.")
+    parse(FuseConfig, fusion or {}, "fusion")

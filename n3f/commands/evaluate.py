@@ -11,13 +11,15 @@ def run_retrieval(args: argparse.Namespace) -> None:
     rows, segmentation, summary = evaluate_retrieval(
         args.scene, args.features, args.model, teacher=args.teacher, sampling=args.sampling, device=args.device,
         max_queries=args.max_queries, max_gallery=args.max_gallery, patch_cells=args.patch_cells,
-        patches=args.patches,
+        patches=args.patches, fused_path=args.fused,
     )
     write_outputs(rows, segmentation, summary, args.rows, args.segmentation, args.summary)
+    fused = (f", fused {summary['map_fused']:.1f} ({summary['gain_fused']:+.1f})" if args.fused else "")
     print(
         f"[eval_retrieval {summary['scene']}/{args.teacher}] mAP teacher {summary['map_teacher']:.1f}, "
-        f"N3F {summary['map_n3f']:.1f} ({summary['gain']:+.1f}); one-view mIoU teacher "
+        f"N3F {summary['map_n3f']:.1f} ({summary['gain']:+.1f}){fused}; one-view mIoU teacher "
         f"{summary['miou_teacher']:.1f}, N3F {summary['miou_n3f']:.1f}"
+        + (f", fused {summary['miou_fused']:.1f}" if args.fused else "")
     )
 
 
@@ -54,6 +56,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scene", required=True)
     p.add_argument("--features", required=True, help="teacher feature store")
     p.add_argument("--model", required=True, help="distilled model.pt")
+    p.add_argument("--fused", help="fused model.pt (n3f fuse): also scored, as method 'fused'")
     p.add_argument("--teacher", required=True, help="teacher name written into the rows")
     p.add_argument("--rows", required=True, help="output CSV of per-query rows")
     p.add_argument("--segmentation", required=True, help="output CSV of one-view segmentation rows")

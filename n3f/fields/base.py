@@ -125,6 +125,18 @@ class Field(nn.Module):
         ``Renderer.query`` reads. Fields with camera-frame parts leave them out."""
         return self(samples, outputs=outputs)
 
+    def feature_streams(self, samples: Samples, out: dict[str, Tensor]) -> dict[str, tuple[Tensor, Tensor | None]]:
+        """Where each of the field's streams reads a sample, for training-free fusion
+        (:mod:`n3f.fusion`): stream name -> (coordinates in [-1, 1]^3, the stream's share of the
+        sample's density, or None for all of it). ``out`` is the field's output at ``samples``.
+        One stream here: the field's cube."""
+        return {"field": (samples.positions, None)}
+
+    @property
+    def fusion_streams(self) -> tuple[str, ...]:
+        """The names :meth:`feature_streams` can return, in a fixed order."""
+        return ("field",)
+
     # -- training and rendering hooks --------------------------------------
     def extra_losses(self, out: dict[str, Tensor], weights: Tensor) -> dict[str, Tensor]:
         """Field-specific regularisers (unweighted, by name) on per-sample outputs ``out`` and

@@ -147,6 +147,18 @@ class NeuralDiffField(Field):
         """World-space streams only: the actor lives in the coordinates of a camera."""
         return self(samples, outputs=outputs, streams=("static", "dynamic"))
 
+    def feature_streams(self, samples: Samples, out: dict[str, Tensor]) -> dict[str, tuple[Tensor, Tensor | None]]:
+        """Static and dynamic streams in the world cube (the dynamic one averaged over time), the
+        actor in its camera-frame cube; each by its share of the density (``density_<stream>``)."""
+        sigma = out["density"].clamp_min(1e-6)
+        where = {"static": lambda: samples.positions, "dynamic": lambda: samples.positions,
+                 "actor": lambda: self._actor_unit(samples)}
+        return {k: (where[k](), out[f"density_{k}"] / sigma) for k in STREAMS if f"density_{k}" in out}
+
+    @property
+    def fusion_streams(self) -> tuple[str, ...]:
+        return STREAMS
+
     def extra_losses(self, out: dict[str, Tensor], weights: Tensor) -> dict[str, Tensor]:
         """Sparsity of the moving streams: the share of each rendered pixel they explain.
 

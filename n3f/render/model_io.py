@@ -17,6 +17,7 @@ import torch
 from n3f.atomic import atomic_torch_save
 from n3f.errors import N3FInputError
 from n3f.fields.registry import build_field, field_class
+from n3f.fusion.volume import FeatureVolume
 from n3f.render.pose_offsets import PoseOffsets
 from n3f.render.renderer import Renderer
 from n3f.render.settings import SamplerConfig
@@ -39,6 +40,7 @@ def model_meta(renderer: Renderer, timestamps: np.ndarray, train_frames: np.ndar
         "timestamps": np.asarray(timestamps, np.float64).tolist(),
         "train_frames": np.asarray(train_frames, np.int64).tolist(),
         "pose_offsets": renderer.pose_offsets.n_frames if renderer.pose_offsets is not None else None,
+        "fused": renderer.fused.describe() if renderer.fused is not None else None,
         **extra,
     }
 
@@ -52,10 +54,13 @@ def build_renderer(meta: dict[str, Any]) -> Renderer:
     )
     n_cameras = meta.get("pose_offsets")  # camera refinement: its buffers come with the state dict
     offsets = PoseOffsets(np.tile(np.eye(4), (int(n_cameras), 1, 1)), []) if n_cameras else None
-    return Renderer(
+    renderer = Renderer(
         field, SceneSpace.from_dict(meta["space"]), SamplerConfig(**meta["sampler"]), meta.get("background", "learned"),
         pose_offsets=offsets,
     )
+    if meta.get("fused"):  # training-free fused features (n3f.fusion): sized so its buffers load
+        renderer.fused = FeatureVolume.from_description(meta["fused"])
+    return renderer
 
 
 def save_model(renderer: Renderer, path: str | Path, meta: dict[str, Any]) -> None:

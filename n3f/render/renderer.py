@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from n3f.fields.base import OUTPUTS, Field, Samples
+from n3f.fusion.volume import FeatureVolume
 from n3f.render.background import BackgroundModel
 from n3f.render.composite import composite
 from n3f.render.occupancy import OccupancyGrid
@@ -71,6 +72,7 @@ class Renderer(nn.Module):
                  pose_offsets: PoseOffsets | None = None):
         super().__init__()
         self.pose_offsets = pose_offsets  # learned corrections of the training cameras (camera refinement)
+        self.fused: FeatureVolume | None = None  # training-free fused features replacing the field's (n3f.fusion)
         if background not in BACKGROUNDS:
             raise ValueError(f"background '{background}' unknown; one of {BACKGROUNDS}")
         self.field = field
@@ -112,8 +114,21 @@ class Renderer(nn.Module):
         if override is not None:
             return override
         if self.background is None:
-            return {"rgb": 1.0} if self.background_kind == "white" else {}
-        return {k: v.float() for k, v in self.background(rays.directions, outputs).items()}
+            res: dict[str, Any] = {"rgb": 1.0} if self.background_kind == "white" else {}
+        else:
+            res = {k: v.float() for k, v in self.background(rays.directions, outputs).items()}
+        if self.fused is not None and "features" in outputs:
+            res["features"] = self.fused.background.float().expand(len(rays), -1)
+        return res
+
+    def _call_field(self, samples: Samples, outputs: Iterable[str], **kw: Any) -> dict[str, Tensor]:
+        """The field's outputs at ``samples``; with fused features, ``features`` come from the volume."""
+        outputs = tuple(outputs)
+        if self.fused is None or "features" not in outputs:
+            return self.field(samples, outputs=outputs, **kw)
+        out = self.field(samples, outputs=tuple(o for o in outputs if o != "features"), **kw)
+        out["features"] = self.fused.features(self.field.feature_streams(samples, out))
+        return out
 
     # -- samples -----------------------------------------------------------
     def _samples(self, rays: RayBundle, t: Tensor) -> tuple[Samples, Tensor]:
@@ -157,7 +172,7 @@ class Renderer(nn.Module):
             inside = support(world)
             if not bool(inside.all()):
                 idx = inside.nonzero().squeeze(1)
-                sub = self.field(samples.subset(idx), outputs=outputs, coarse=coarse, **kw)
+                sub = self._call_field(samples.subset(idx), outputs, coarse=coarse, **kw)
                 factor = modifier(world[idx], sub).to(sub["density"].dtype)
                 out = {}
                 for k, v in sub.items():
@@ -165,7 +180,7 @@ class Renderer(nn.Module):
                     full[idx] = v * factor.view(-1, *([1] * (v.dim() - 1))) if (k == "density" or k.startswith("density_")) else v
                     out[k] = full
                 return out
-        out = self.field(samples, outputs=outputs, coarse=coarse, **kw)
+        out = self._call_field(samples, outputs, coarse=coarse, **kw)
         if modifier is not None:
             factor = modifier(world, out).to(out["density"].dtype)
             for k in list(out):
@@ -189,6 +204,7 @@ class Renderer(nn.Module):
         density_modifier: DensityModifier | None = None,
         streams: Iterable[str] | None = None,
         background: dict[str, Any] | None = None,
+        keep_samples: bool = False,
     ) -> dict[str, Tensor]:
         """Render a ray bundle.
 
@@ -201,7 +217,8 @@ class Renderer(nn.Module):
         :meth:`~n3f.fields.base.Field.adjust_render` hook). In
         training mode also ``coarse`` (the NeRF coarse model's render) and
         ``losses`` (field regularisers) and ``s_edges`` (normalised interval edges of the
-        fine samples, for the distortion loss).
+        fine samples, for the distortion loss). ``keep_samples`` adds the fine ``samples``
+        (:class:`~n3f.fields.base.Samples`, ray-major) and the field's per-sample outputs ``field_out``.
         """
         outputs = tuple(outputs)
         cfg = self.sampler
@@ -254,6 +271,8 @@ class Renderer(nn.Module):
         comp = self.field.adjust_render(comp)
         comp["t"] = t_all
         result.update(comp)
+        if keep_samples:
+            result["samples"], result["field_out"] = samples, out
         if train:
             result["losses"] = self.field.extra_losses(out, comp["weights"])
             result["s_edges"] = s_e  # normalised interval edges of the fine samples (distortion loss)
@@ -344,7 +363,12 @@ class Renderer(nn.Module):
                 frame=torch.full((n,), frame, dtype=torch.long, device=dev),
                 cam_positions=None,
             )
-            out = self.field.at_points(samples, outputs=tuple(outputs))
+            wanted = tuple(outputs)
+            if self.fused is not None and "features" in wanted:
+                out = self.field.at_points(samples, outputs=tuple(o for o in wanted if o != "features"))
+                out["features"] = self.fused.features(self.field.feature_streams(samples, out))
+            else:
+                out = self.field.at_points(samples, outputs=wanted)
             for k, v in out.items():
                 parts.setdefault(k, []).append(v.float().cpu())
         return {k: torch.cat(v) for k, v in parts.items()}

@@ -81,15 +81,24 @@ def _cell(row: pd.Series | None, name: str) -> str:
     return f"{row[name]:.1f} ({row[f'{name}_lo']:.1f}–{row[f'{name}_hi']:.1f})"
 
 
+METHOD_LABELS = {"teacher": "{teacher}", "n3f": "N3F({teacher})", "fused": "Fused({teacher})"}
+"""How each method's rows are labelled: the teacher's 2D features, the distilled field, the fused field."""
+
+
+def method_label(method: str, teacher: str) -> str:
+    return METHOD_LABELS.get(method, method).format(teacher=teacher)
+
+
 def table1_markdown(long: pd.DataFrame, value: str = "map") -> str:
-    """Rows: each teacher, then N3F(teacher); columns: scenes, Average, gain over the teacher (mask queries,
-    every gallery frame; each cell with its 95% interval over queries)."""
+    """Rows: each teacher, then N3F(teacher) and Fused(teacher); columns: scenes, Average, gain over the
+    teacher (mask queries, every gallery frame; each cell with its 95% interval over queries)."""
     long = long[(long["query_kind"] == "mask") & (long["split"] == "all")]
     scenes = sorted(long["scene"].unique())
     lines = ["| method | " + " | ".join(scenes) + " | Average | gain |", "|---" * (len(scenes) + 3) + "|"]
     for teacher in sorted(long["teacher"].unique()):
         base = None
-        for method, label in (("teacher", teacher), ("n3f", f"N3F({teacher})")):
+        for method in METHOD_LABELS:
+            label = method_label(method, teacher)
             part = long[(long["teacher"] == teacher) & (long["method"] == method)]
             if part.empty:
                 continue
@@ -111,7 +120,7 @@ def breakdown_markdown(long: pd.DataFrame, value: str) -> str:
     header = [f"{k} {s}" for k in kinds for s in SPLITS]
     lines = ["| scene | field | teacher | method | " + " | ".join(header) + " |",
              "|---" * (4 + len(header)) + "|"]
-    rank = {"teacher": 0, "n3f": 1}
+    rank = {m: i for i, m in enumerate(METHOD_LABELS)}
     groups = sorted(long.groupby(KEYS, sort=True), key=lambda kv: (kv[0][:3], rank.get(kv[0][3], 2), kv[0][3]))
     for key, part in groups:
         cells = []
@@ -121,7 +130,7 @@ def breakdown_markdown(long: pd.DataFrame, value: str) -> str:
                 row = hit.iloc[0] if len(hit) and hit.iloc[0]["n"] > 0 else None
                 cells.append(_cell(row, value) + (f" n={row['queries']}/{row['n']}" if row is not None else ""))
         scene, field, teacher, method = key
-        label = teacher if method == "teacher" else f"N3F({teacher})" if method == "n3f" else method
+        label = method_label(method, teacher)
         lines.append(f"| {scene} | {field or '–'} | {teacher} | {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -185,21 +194,30 @@ TASK_SCORES = {
 }
 
 
-def write_task_tables(json_files: Iterable[str | Path], out_csv: str | Path, out_md: str | Path) -> pd.DataFrame:
-    """Long table (scene, field, teacher, task, score, value) from each task's JSON summary.
+FUSED_FOLDER = "fused"
+"""The folder of the fused field inside a distilled one (``results/<scene>/<field>/<teacher>/fused``)."""
 
-    The field and teacher are read from the folder layout
-    ``results/<scene>/<field>/<teacher>/<task>/<task>.json``.
-    """
+
+def task_source(path: Path) -> tuple[str, str, str]:
+    """(field, teacher, method) of a task JSON, from the folder layout
+    ``<field>/<teacher>/<task>/<task>.json`` (method ``n3f``) or ``<field>/<teacher>/fused/<task>/<task>.json``."""
+    if path.parents[1].name == FUSED_FOLDER:
+        return path.parents[3].name, path.parents[2].name, "fused"
+    return path.parents[2].name, path.parents[1].name, "n3f"
+
+
+def write_task_tables(json_files: Iterable[str | Path], out_csv: str | Path, out_md: str | Path) -> pd.DataFrame:
+    """Long table (scene, field, teacher, method, task, score, value) from each task's JSON summary; the
+    field, teacher and method come from the folder layout (:func:`task_source`)."""
     records = []
     for path in map(Path, json_files):
         summary = json.loads(path.read_text())
         task = summary["task"]
-        field, teacher = path.parents[2].name, path.parents[1].name
+        field, teacher, method = task_source(path)
         for score in TASK_SCORES.get(task, ()):
-            records.append({"scene": summary["scene"], "field": field, "teacher": teacher, "task": task,
-                            "score": score.removeprefix("mean_"), "value": summary.get(score)})
-    long = pd.DataFrame(records, columns=["scene", "field", "teacher", "task", "score", "value"])
+            records.append({"scene": summary["scene"], "field": field, "teacher": teacher, "method": method,
+                            "task": task, "score": score.removeprefix("mean_"), "value": summary.get(score)})
+    long = pd.DataFrame(records, columns=["scene", "field", "teacher", "method", "task", "score", "value"])
     atomic_write_text(out_csv, long.to_csv(index=False))
     lines = ["# Scene editing, 3D and amodal segmentation", "",
              "Scored against synthetic ground truth; `teacher_best` is the 2D teacher at its best threshold; "
@@ -207,10 +225,13 @@ def write_task_tables(json_files: Iterable[str | Path], out_csv: str | Path, out
              "`masked_psnr_reconstruction` the unedited render vs the scene *with* the object, the field's "
              "fidelity there (a ceiling for removal).", ""]
     for task, part in long.groupby("task", sort=True):
-        wide = part.pivot_table(index=["scene", "field", "teacher"], columns="score", values="value")
-        lines += [f"## {task}", "", "| scene | field | teacher | " + " | ".join(wide.columns) + " |",
-                  "|---" * (3 + len(wide.columns)) + "|"]
-        for idx, row in wide.iterrows():
+        wide = part.pivot_table(index=["scene", "field", "teacher", "method"], columns="score", values="value")
+        rank = {m: i for i, m in enumerate(METHOD_LABELS)}
+        order = sorted(wide.index, key=lambda k: (k[:3], rank.get(k[3], len(rank)), k[3]))
+        lines += [f"## {task}", "", "| scene | field | teacher | method | " + " | ".join(wide.columns) + " |",
+                  "|---" * (4 + len(wide.columns)) + "|"]
+        for idx in order:
+            row = wide.loc[idx]
             lines.append("| " + " | ".join(idx) + " | " + " | ".join(f"{v:.3f}" for v in row.values) + " |")
         lines.append("")
     atomic_write_text(out_md, "\n".join(lines))

@@ -175,8 +175,13 @@ def evaluate_retrieval(
     max_gallery: int | None = None,
     patch_cells: int = PATCH_CELLS,
     patches: int = PATCHES,
+    fused_path: str | Path | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """Retrieval rows, one-view segmentation rows (both methods, mask and patch queries) and a summary."""
+    """Retrieval rows, one-view segmentation rows (every method, mask and patch queries) and a summary.
+
+    Methods: ``teacher`` (2D features), ``n3f`` (rendered from the distilled ``model_path``) and,
+    with ``fused_path``, ``fused`` (rendered from the training-free fused model, :mod:`n3f.fusion`),
+    all on the same query and gallery frames."""
     from n3f.device import resolve_device
     from n3f.features.store import FeatureStore
     from n3f.render.model_io import load_renderer
@@ -199,19 +204,29 @@ def evaluate_retrieval(
               "patch_side": patch_side, "patches": patches}
 
     started = time.perf_counter()
-    rendered: dict[int, np.ndarray] = {}
 
-    def n3f_features(frame: int) -> np.ndarray:
-        if frame not in rendered:
-            rendered[frame] = renderer.render_frame(store, frame, chunk=chunk, outputs=("features",))["features"]
-            log.info("rendered features of frame %d (%d)", frame, len(rendered))
-        return rendered[frame]
+    def rendered_features(model, method: str) -> Callable[[int], np.ndarray]:
+        rendered: dict[int, np.ndarray] = {}
+
+        def features_of(frame: int) -> np.ndarray:
+            if frame not in rendered:
+                rendered[frame] = model.render_frame(store, frame, chunk=chunk, outputs=("features",))["features"]
+                log.info("rendered %s features of frame %d (%d)", method, frame, len(rendered))
+            return rendered[frame]
+
+        return features_of
 
     def teacher_features(frame: int) -> np.ndarray:
         return feats.upsampled(frame, store.image_size, sampling)
 
     scored = [score_rows(store, teacher_features, teacher=teacher, method="teacher", **frames),
-              score_rows(store, n3f_features, teacher=teacher, method="n3f", **frames)]
+              score_rows(store, rendered_features(renderer, "n3f"), teacher=teacher, method="n3f", **frames)]
+    del renderer
+    if fused_path is not None:
+        fused = load_renderer(fused_path, resolve_device(device or None))
+        if fused.fused is None:
+            raise N3FInputError(f"{fused_path} holds no fused features; point --fused at the model.pt 'n3f fuse' wrote.")
+        scored.append(score_rows(store, rendered_features(fused, "fused"), teacher=teacher, method="fused", **frames))
     rows = pd.concat([s[0] for s in scored], ignore_index=True)
     segmentation = pd.concat([s[1] for s in scored], ignore_index=True)
     masks = rows[rows["query_kind"] == "mask"]
@@ -226,6 +241,9 @@ def evaluate_retrieval(
         "gain": by_method.get("n3f", np.nan) - by_method.get("teacher", np.nan),
         "miou_teacher": miou.get("teacher"),
         "miou_n3f": miou.get("n3f"),
+        **({"map_fused": by_method.get("fused"), "miou_fused": miou.get("fused"),
+            "gain_fused": by_method.get("fused", np.nan) - by_method.get("teacher", np.nan)}
+           if fused_path is not None else {}),
         "threshold_rule": THRESHOLD_RULE,
         "patch_pixels": patch_side,
         "patches": patches,

@@ -92,6 +92,25 @@ def distilled_dir(scene="{scene}", field="{field}", teacher="{teacher}"):
     return f"{RESULTS}/{scene}/{field}/{teacher}"
 
 
+def fused_dir(scene="{scene}", field="{field}", teacher="{teacher}"):
+    """The fused field (``n3f fuse``: the RGB field with the teacher's features lifted onto it) and its tasks."""
+    return f"{distilled_dir(scene, field, teacher)}/fused"
+
+
+def fusion_settings():
+    """``fusion:`` of the config without the workflow's own switch, as ``n3f fuse --config-json`` reads it."""
+    return {k: v for k, v in (config.get("fusion") or {}).items() if k != "enabled"}
+
+
+FUSED = bool((config.get("fusion") or {}).get("enabled", True))
+"""Whether every (scene, field, teacher) is also fused and evaluated as method ``fused``."""
+
+
+def fused_task_dir(scene="{scene}", field="{field}", teacher="{teacher}", task="{task}"):
+    """A task scored on the fused field: the same command and layout as on the distilled one."""
+    return f"{fused_dir(scene, field, teacher)}/{task}"
+
+
 def task_dir(scene="{scene}", field="{field}", teacher="{teacher}", task="{task}"):
     """A scored task's folder, one directory output: ``<task>.json`` (written last), and figures and point
     clouds that vary with the objects."""
@@ -210,15 +229,32 @@ TASK_COMMANDS = {task: f"eval-{task}" for task in config["tasks"]}
 
 
 def task_dirs():
-    """3D segmentation, editing and amodal scores need analytic ground truth: synthetic scenes only."""
+    """3D segmentation, editing and amodal scores need analytic ground truth: synthetic scenes only.
+    Each is scored on the distilled field and, with fusion on, on the fused one."""
+    folders = (task_dir, fused_task_dir) if FUSED else (task_dir,)
     return [
-        task_dir(name, field, teacher, task)
+        folder(name, field, teacher, task)
         for name in SCENES
         if SCENES[name]["source"] == "synthetic" and evaluated(name)
         for field in scene_fields(name)
         for teacher in TEACHERS
         for task in TASK_COMMANDS
+        for folder in folders
     ]
+
+
+def retrieval_inputs(wildcards):
+    """The scene, teacher features and distilled field, and the fused field when fusion is on."""
+    scene, field, teacher = wildcards.scene, wildcards.field, wildcards.teacher
+    inputs = {"scene": scene_store(scene), "features": feature_store(scene, teacher),
+              "model": f"{distilled_dir(scene, field, teacher)}/model.pt"}
+    if FUSED:
+        inputs["fused"] = f"{fused_dir(scene, field, teacher)}/model.pt"
+    return inputs
+
+
+def fused_flag(wildcards, input):
+    return f"--fused {shlex.quote(input.fused)}" if FUSED else ""
 
 
 def scene_queries(name):

@@ -3,9 +3,7 @@
 
 rule eval_retrieval:
     input:
-        scene=scene_store(),
-        features=feature_store(),
-        model=f"{distilled_dir()}/model.pt",
+        unpack(retrieval_inputs),
     output:
         rows=f"{distilled_dir()}/retrieval_rows.csv",
         segmentation=f"{distilled_dir()}/segmentation_rows.csv",
@@ -13,6 +11,7 @@ rule eval_retrieval:
     params:
         sampling=config["evaluation"]["sampling"],
         limits=retrieval_limits,
+        fused=fused_flag,
     log:
         log_file("eval_retrieval", "{scene}/{field}/{teacher}"),
     benchmark:
@@ -26,7 +25,7 @@ rule eval_retrieval:
         gpu=1,
     shell:
         "n3f eval-retrieval --scene {input.scene:q} --features {input.features:q} --model {input.model:q}"
-        " --teacher {wildcards.teacher} --sampling {params.sampling} {params.limits}"
+        " --teacher {wildcards.teacher} --sampling {params.sampling} {params.limits} {params.fused}"
         " --rows {output.rows:q} --segmentation {output.segmentation:q} --summary {output.summary:q} > {log:q} 2>&1"
 
 
@@ -118,6 +117,26 @@ rule eval_task:
     shell:
         "n3f {params.command} --scene {input.scene:q} --features {input.features:q} --model {input.model:q}"
         " --out {output.out:q} > {log:q} 2>&1"
+
+
+use rule eval_task as eval_task_fused with:
+    input:
+        scene=scene_store(),
+        features=feature_store(),
+        model=f"{fused_dir()}/model.pt",
+    output:
+        out=report(
+            directory(fused_task_dir()),
+            patterns=["{figure}.png", "{figure,segment3d_(?!.*_highlight\.ply)[^/]+}.ply"],
+            caption="../report/task.rst",
+            category="Tasks",
+            subcategory="{scene}",
+            labels={"field": "{field}", "teacher": "{teacher}", "method": "fused", "task": "{task}", "figure": "{figure}"},
+        ),
+    log:
+        log_file("eval_{task}_fused", "{scene}/{field}/{teacher}"),
+    benchmark:
+        benchmark_file("eval_{task}_fused", "{scene}/{field}/{teacher}")
 
 
 rule task_tables:

@@ -94,6 +94,7 @@ def render() -> str:
     from n3f.render.settings import SamplerConfig, SpaceOverrides
     from n3f.scene.sources import FRAME_OPTIONS, SFM_OPTIONS, SOURCES
     from n3f.teachers.settings import TeacherSettings
+    from n3f.fusion.fuse import FuseConfig
     from n3f.train.config import FIELD_DEFAULTS, TrainConfig
 
     schema = yaml.safe_load(SCHEMA.read_text())
@@ -147,6 +148,10 @@ def render() -> str:
         "### `space:` (`n3f.render.settings.SpaceOverrides`)",
         "",
         dataclass_table(SpaceOverrides),
+        "",
+        "## Training-free fusion (`fusion:`; `n3f.fusion.fuse.FuseConfig`)",
+        "",
+        dataclass_table(FuseConfig),
         "",
     ]
     out += _field_sections()

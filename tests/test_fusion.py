@@ -165,3 +165,27 @@ def test_fuse_stage_writes_a_model_that_renders_the_teachers_features(trained, t
     before = evaluate(load_renderer(rgb), SceneStore(scene), FeatureStore(features), max_frames=1)["feature_cosine"]
     print("fused cosine", saved["feature_cosine"], "untrained head", before)
     assert saved["feature_cosine"] > 0.8 > before
+
+
+def test_fused_then_distilled_starts_from_the_fused_features(trained, tmp_path):
+    from n3f.train import TrainConfig, distill
+
+    scene, features, rgb = trained
+    fuse(scene, features, rgb, tmp_path / "fused", FuseConfig(stride=2, eval_frames=0, threads=1))
+    small = {"batch_rays": 128, "lr": 0.02, "eval_frames": 1, "progress": False, "threads": 1, "freeze_steps": 10,
+             "sampler": {"n_proposal": 16, "n_importance": 8, "n_uniform": 4}}
+    plain = distill(scene, features, rgb, tmp_path / "plain", TrainConfig(field="grid", steps=20, **small))
+    init = distill(scene, features, rgb, tmp_path / "init", TrainConfig(
+        field="grid", steps=20, feature_init=str(tmp_path / "fused" / "model.pt"), feature_init_steps=200, **small))
+    print("cosine after 20 steps: plain", plain["feature_cosine"], "from fused", init["feature_cosine"])
+    assert init["feature_cosine"] > plain["feature_cosine"] + 0.05
+
+
+def test_feature_init_must_be_a_fused_model(trained, tmp_path):
+    from n3f.errors import N3FInputError
+    from n3f.train import TrainConfig, distill
+
+    scene, features, rgb = trained
+    with pytest.raises(N3FInputError, match="feature_init.*no fused features"):
+        distill(scene, features, rgb, tmp_path / "bad", TrainConfig(field="grid", steps=2, feature_init=str(rgb),
+                                                                    progress=False, eval_frames=1))

@@ -62,14 +62,14 @@ def test_tables_regenerate_from_rows(tmp_path):
 
     rows = pd.DataFrame(
         {
-            "scene": ["s1"] * 4 + ["s2"] * 4,
-            "teacher": ["dino"] * 8,
-            "method": ["teacher", "teacher", "n3f", "n3f"] * 2,
-            "object": ["a"] * 8,
-            "query": [0] * 8,
-            "gallery": [1, 2, 1, 2] * 2,
-            "ap": [0.2, 0.4, 0.6, np.nan, 0.5, 0.5, 0.9, 0.7],
-            "note": [""] * 8,
+            "scene": ["s1"] * 6 + ["s2"] * 6,
+            "teacher": ["dino"] * 12,
+            "method": ["teacher", "teacher", "n3f", "n3f", "fused", "fused"] * 2,
+            "object": ["a"] * 12,
+            "query": [0] * 12,
+            "gallery": [1, 2, 1, 2, 1, 2] * 2,
+            "ap": [0.2, 0.4, 0.6, np.nan, 0.5, 0.7, 0.5, 0.5, 0.9, 0.7, 0.6, 0.6],
+            "note": [""] * 12,
         }
     )
     files = []
@@ -79,12 +79,15 @@ def test_tables_regenerate_from_rows(tmp_path):
     long = write_retrieval_tables(files, tmp_path / "map.csv", tmp_path / "map.md")
     every = long[long["split"] == "all"]
     got = {(r.scene, r.method): r.map for r in every.itertuples()}
-    assert got == pytest.approx({("s1", "teacher"): 30.0, ("s1", "n3f"): 60.0, ("s2", "teacher"): 50.0, ("s2", "n3f"): 80.0})
+    assert got == pytest.approx({("s1", "teacher"): 30.0, ("s1", "n3f"): 60.0, ("s2", "teacher"): 50.0, ("s2", "n3f"): 80.0,
+                                 ("s1", "fused"): 60.0, ("s2", "fused"): 60.0})
     # one query unit per method and scene: its interval is the point itself
     assert (every["map_lo"] == every["map"]).all() and (every["map_hi"] == every["map"]).all()
     md = (tmp_path / "map.md").read_text()
     assert "| dino | 30.0 (30.0–30.0) | 50.0 (50.0–50.0) | 40.0 |  |" in md
     assert "| N3F(dino) | 60.0 (60.0–60.0) | 80.0 (80.0–80.0) | 70.0 | +30.0 |" in md
+    # the training-free fused field: a row of its own after N3F's, its gain over the same teacher
+    assert md.index("| N3F(dino) |") < md.index("| Fused(dino) | 60.0 (60.0–60.0) | 60.0 (60.0–60.0) | 60.0 | +20.0 |")
     # rows written before splits existed have no seen / novel split: those cells stay empty
     assert long.loc[long["split"] == "seen", "n"].eq(0).all()
 

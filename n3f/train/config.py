@@ -174,6 +174,11 @@ class TrainConfig:
     """Rays per forward pass when evaluating (0: the device's default)."""
     eval_renders: int = setting(3, min=0)
     """Held-out frames saved as [photo | render | error] PNGs in the stage's renders/ folder (0: none)."""
+    feature_init: str | None = None
+    """Distillation: a fused model.pt (``n3f fuse``) the feature branch is first fitted to at 3D points
+    (fused-then-distilled, n3f/fusion/init.py), so that distillation starts from fused features."""
+    feature_init_steps: int = setting(300, min=0)
+    """Steps of that fit (each one batch of 4096 points: far cheaper than a distillation step)."""
     camera_refinement: bool = False
     """RGB stage: learn a rotation and translation correction of each training camera with the field
     (n3f/render/pose_offsets.py), for captures whose SfM poses are slightly off. Distillation keeps

@@ -242,6 +242,17 @@ class Trainer:
         self.cfg = cfg = replace(cfg.resolved(self.stage, train_pixels=pixels), field_config=self.renderer.field.settings)
         validate(cfg, "training settings")
         self.renderer.to(self.device).train()
+        if self.stage == "distill" and cfg.feature_init:
+            from n3f.fusion.init import fit_features_to_fused
+            from n3f.render.model_io import load_renderer
+
+            fused = load_renderer(cfg.feature_init, self.device)
+            if fused.fused is None:
+                raise N3FInputError(f"training.distill.feature_init: {cfg.feature_init} holds no fused features; "
+                                    "point it at the model.pt that 'n3f fuse' wrote.")
+            mse = fit_features_to_fused(self.renderer, fused, cfg.feature_init_steps, seed=cfg.seed,
+                                        frames=torch.as_tensor(self.scene.split("train")))
+            log.info("feature branch fitted to %s (mse %.5f)", cfg.feature_init, mse)
 
         self.train_frames = self.scene.split("train")
         self.rays = RaySampler(self.scene, self.train_frames, self.features, cfg.frames_per_step, cfg.frame_cache,

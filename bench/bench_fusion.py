@@ -1,0 +1,146 @@
+"""Teacher / fused / distilled / fused-then-distilled, side by side on the same scenes and protocol.
+
+For each scene folder (a ``results/<scene>`` of a finished run: ``scene.zarr``, the teacher's
+feature store and the ``<field>/rgb`` model), in one run, one job at a time:
+
+* ``fuse``: ``n3f fuse`` on the RGB model (training-free);
+* ``distilled``: ``n3f distill`` with the default schedule;
+* ``fused+distill``: ``n3f distill`` with ``feature_init`` = the fused model and ``--fraction`` of
+  the steps (the feature branch is first fitted to the fused volume at 3D points);
+* then ``n3f eval-retrieval`` scores the teacher and the three fields on the same query and
+  gallery frames (the scene's ``--max-queries`` / ``--max-gallery``).
+
+Each job's wall time, CPU time and peak memory come from ``bench/measure.py``. ``--reuse-distilled``
+takes an already distilled model instead of training one (a real capture's distillation is long):
+its training time is then read from its ``metrics.json`` and marked so.
+
+Writes ``bench/results/fusion.json`` and ``fusion.md``.
+
+    python bench/bench_fusion.py --scene /tmp/n3f-bench-pipeline/results/toy_static:grid \\
+        --scene /tmp/n3f-bench-pipeline/results/toy_kitchen:neuraldiff
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from measure import describe, machine, n3f_command, run_measured, write_results  # noqa: E402
+
+TEACHER = "dinov2_vits14_imgfocus"
+
+
+def distill_steps(field: str) -> int:
+    from n3f.train.config import GRID_SCHEDULES, FIELD_DEFAULTS
+
+    return int(FIELD_DEFAULTS[field].get("distill_steps", GRID_SCHEDULES["default"][2]))
+
+
+def bench_scene(folder: Path, field: str, work: Path, args: argparse.Namespace, env: dict[str, str]) -> dict:
+    scene, features = folder / "scene.zarr", folder / "features" / f"{TEACHER}.zarr"
+    rgb = folder / field / "rgb" / "model.pt"
+    name = folder.name
+    out = work / name
+    out.mkdir(parents=True, exist_ok=True)
+    threads = json.dumps({"threads": args.threads, "progress": False})
+    jobs: dict[str, dict] = {}
+    jobs["fused"] = run_measured(n3f_command("fuse", "--scene", str(scene), "--features", str(features), "--init", str(rgb),
+                                             "--out", str(out / "fused"), "--config-json", json.dumps({"threads": args.threads})),
+                                 out / "fuse.log", env)
+    steps = distill_steps(field)
+    if args.reuse_distilled:
+        distilled = folder / field / TEACHER / "model.pt"
+        m = json.loads((distilled.parent / "metrics.json").read_text())
+        jobs["distilled"] = {"wall_s": m["train_time_s"], "cpu_s": None, "peak_rss_mb": None, "reused": True}
+    else:
+        distilled = out / "distilled" / "model.pt"
+        jobs["distilled"] = run_measured(n3f_command("distill", "--scene", str(scene), "--features", str(features), "--init",
+                                                     str(rgb), "--out", str(distilled.parent), "--steps", str(steps),
+                                                     "--config-json", threads), out / "distill.log", env)
+    short = max(1, round(steps * args.fraction))
+    init = json.dumps({"threads": args.threads, "progress": False, "feature_init": str(out / "fused" / "model.pt"),
+                       "freeze_steps": min(250, short // 4)})
+    jobs["fused+distill"] = run_measured(n3f_command("distill", "--scene", str(scene), "--features", str(features), "--init",
+                                                     str(rgb), "--out", str(out / "fused_distilled"), "--steps", str(short),
+                                                     "--config-json", init), out / "fused_distill.log", env)
+    scores = {}
+    for method, model in (("distilled", distilled), ("fused+distill", out / "fused_distilled" / "model.pt")):
+        limits = ["--max-queries", str(args.max_queries), "--max-gallery", str(args.max_gallery)]
+        extra = ["--fused", str(out / "fused" / "model.pt")] if method == "distilled" else []
+        job = run_measured(n3f_command("eval-retrieval", "--scene", str(scene), "--features", str(features), "--model",
+                                       str(model), *extra, "--teacher", TEACHER, *limits, "--rows", str(out / f"{method}_rows.csv"),
+                                       "--segmentation", str(out / f"{method}_seg.csv"), "--summary",
+                                       str(out / f"{method}.json")), out / f"eval_{method}.log", env)
+        s = json.loads((out / f"{method}.json").read_text())
+        if method == "distilled":
+            scores["teacher"] = (s["map_teacher"], s["miou_teacher"])
+            scores["fused"] = (s["map_fused"], s["miou_fused"])
+            scores["distilled"] = (s["map_n3f"], s["miou_n3f"])
+        else:
+            scores["fused+distill"] = (s["map_n3f"], s["miou_n3f"])
+        jobs[f"eval {method}"] = job
+    cos = {m: json.loads((p / "metrics.json").read_text()).get("feature_cosine")
+           for m, p in (("fused", out / "fused"), ("distilled", distilled.parent), ("fused+distill", out / "fused_distilled"))}
+    return {"scene": name, "field": field, "distill_steps": steps, "short_steps": short, "jobs": jobs, "scores": scores,
+            "feature_cosine": cos, "gallery": args.max_gallery, "queries": args.max_queries}
+
+
+def markdown(results: list[dict], m: dict, args: argparse.Namespace) -> str:
+    lines = ["# Training-free fusion against distillation", "",
+             f"{describe(m)}; {args.threads} thread(s) per job, one job at a time. Produced by `bench/bench_fusion.py`.", "",
+             "| scene | method | retrieval mAP | one-view mIoU | held-out feature cosine | stage wall (s) | stage CPU (s) | peak RSS (MB) |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in results:
+        for method in ("teacher", "fused", "distilled", "fused+distill"):
+            mp, miou = r["scores"][method]
+            job = r["jobs"].get(method, {})
+            label = method if method != "fused+distill" else f"fused+distill ({r['short_steps']} of {r['distill_steps']} steps)"
+            reused = " (reused run)" if job.get("reused") else ""
+            cos = r["feature_cosine"].get(method)
+            cells = [f"{mp:.1f}", f"{miou:.1f}", f"{cos:.3f}" if cos is not None else "–",
+                     f"{job['wall_s']:.1f}{reused}" if job else "–",
+                     f"{job['cpu_s']:.1f}" if job.get("cpu_s") is not None else "–",
+                     f"{job['peak_rss_mb']:.0f}" if job.get("peak_rss_mb") is not None else "–"]
+            lines.append(f"| {r['scene']}/{r['field']} | {label} | " + " | ".join(cells) + " |")
+        if r["jobs"]["distilled"].get("wall_s"):
+            ratio = r["jobs"]["fused"]["wall_s"] / r["jobs"]["distilled"]["wall_s"]
+            lines.append(f"| | fuse / distill wall time | {ratio:.3f} | | | | | |")
+    lines += ["", "mAP and mIoU: mask queries on the same query and gallery frames for every method "
+              f"(at most {args.max_queries} query and {args.max_gallery} gallery frames per scene). Stage wall time is the "
+              "whole job (process start, loading, the held-out metrics it writes). The evaluation jobs' times are in the JSON.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--scene", action="append", required=True, metavar="FOLDER:FIELD",
+                   help="a finished run's results/<scene> folder and its field")
+    p.add_argument("--fraction", type=float, default=0.25, help="distillation steps of fused+distill, as a fraction")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--max-queries", type=int, default=4)
+    p.add_argument("--max-gallery", type=int, default=16)
+    p.add_argument("--reuse-distilled", action="store_true", help="score the folder's distilled model instead of training one")
+    p.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    args = p.parse_args()
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    m = machine()
+    work = args.work or Path(tempfile.mkdtemp(prefix="n3f-bench-fusion-"))
+    results = []
+    for spec in args.scene:
+        folder, field = spec.rsplit(":", 1)
+        results.append(bench_scene(Path(folder), field, work, args, env))
+        print(json.dumps(results[-1]["scores"]), flush=True)
+    name = os.environ.get("N3F_BENCH_NAME", "fusion")
+    write_results(name, {"machine": m, "results": results, "fraction": args.fraction}, markdown(results, m, args))
+
+
+if __name__ == "__main__":
+    main()

@@ -87,10 +87,27 @@ def bench_scene(folder: Path, field: str, work: Path, args: argparse.Namespace, 
         else:
             scores["fused+distill"] = (s["map_n3f"], s["miou_n3f"])
         jobs[f"eval {method}"] = job
+    variants = []
+    for spec in (args.variants if args.variants_scene in (None, name) else []):
+        stride, resolution = (int(v) for v in spec.split(":"))
+        folder_v = out / f"fused_s{stride}_r{resolution}"
+        job = run_measured(n3f_command("fuse", "--scene", str(scene), "--features", str(features), "--init", str(rgb),
+                                       "--out", str(folder_v), "--config-json",
+                                       json.dumps({"threads": args.threads, "stride": stride, "resolution": resolution})),
+                           out / f"fuse_{folder_v.name}.log", env)
+        limits = ["--max-queries", str(args.max_queries), "--max-gallery", str(args.max_gallery)]
+        run_measured(n3f_command("eval-retrieval", "--scene", str(scene), "--features", str(features), "--model",
+                                 str(folder_v / "model.pt"), "--teacher", TEACHER, *limits, "--rows", str(folder_v / "rows.csv"),
+                                 "--segmentation", str(folder_v / "seg.csv"), "--summary", str(folder_v / "retrieval.json")),
+                     folder_v / "eval.log", env)
+        s_v = json.loads((folder_v / "retrieval.json").read_text())  # its 'n3f' rows are the fused model's
+        m_v = json.loads((folder_v / "metrics.json").read_text())
+        variants.append({"stride": stride, "resolution": resolution, "map": s_v["map_n3f"], "miou": s_v["miou_n3f"],
+                         "rays": m_v["rays"], "voxels": m_v["voxels"], "fuse_time_s": m_v["fuse_time_s"], **job})
     cos = {m: json.loads((p / "metrics.json").read_text()).get("feature_cosine")
            for m, p in (("fused", out / "fused"), ("distilled", distilled.parent), ("fused+distill", out / "fused_distilled"))}
     return {"scene": name, "field": field, "distill_steps": steps, "short_steps": short, "jobs": jobs, "scores": scores,
-            "feature_cosine": cos, "gallery": args.max_gallery, "queries": args.max_queries}
+            "feature_cosine": cos, "gallery": args.max_gallery, "queries": args.max_queries, "variants": variants}
 
 
 def markdown(results: list[dict], m: dict, args: argparse.Namespace) -> str:
@@ -113,6 +130,14 @@ def markdown(results: list[dict], m: dict, args: argparse.Namespace) -> str:
         if r["jobs"]["distilled"].get("wall_s"):
             ratio = r["jobs"]["fused"]["wall_s"] / r["jobs"]["distilled"]["wall_s"]
             lines.append(f"| | fuse / distill wall time | {ratio:.3f} | | | | | |")
+    for r in results:
+        if r["variants"]:
+            lines += ["", f"Fusion settings on {r['scene']} (rays through every `stride`-th pixel, `resolution`^3 voxels; "
+                      "retrieval of the fused field alone):", "",
+                      "| stride | resolution | rays | voxels kept | fusion (s) | job wall (s) | peak RSS (MB) | mAP | mIoU |",
+                      "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+            lines += [f"| {v['stride']} | {v['resolution']} | {v['rays']} | {v['voxels']} | {v['fuse_time_s']} | {v['wall_s']} "
+                      f"| {v['peak_rss_mb']:.0f} | {v['map']:.1f} | {v['miou']:.1f} |" for v in r["variants"]]
     lines += ["", "mAP and mIoU: mask queries on the same query and gallery frames for every method "
               f"(at most {args.max_queries} query and {args.max_gallery} gallery frames per scene). Stage wall time is the "
               "whole job (process start, loading, the held-out metrics it writes). The evaluation jobs' times are in the JSON.", ""]
@@ -127,6 +152,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-queries", type=int, default=4)
     p.add_argument("--max-gallery", type=int, default=16)
+    p.add_argument("--variants", nargs="*", default=[], metavar="STRIDE:RESOLUTION",
+                   help="also fuse with these settings and score the fused field alone (e.g. 4:64 16:64 8:32 8:128)")
+    p.add_argument("--variants-scene", help="only this scene (folder name) gets the --variants")
     p.add_argument("--reuse-distilled", action="store_true", help="score the folder's distilled model instead of training one")
     p.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     args = p.parse_args()

@@ -60,6 +60,7 @@ def evaluation_figures(results: Path) -> list[dict]:
                 "ap_pairs_per_s": round(pairs / max(float(s["seconds"]), 1e-9), 1),
                 "map_teacher": round(float(s["map_teacher"]), 1),
                 "map_n3f": round(float(s["map_n3f"]), 1),
+                "map_fused": round(float(s["map_fused"]), 1) if s.get("map_fused") is not None else None,
             }
         )
     return rows
@@ -80,11 +81,17 @@ def markdown(res: dict) -> str:
         "| --- | --- | ---: | ---: | ---: |",
     ]
     lines += [f"| {r['rule']} | {r['job']} | {r['wall_s']} | {r['cpu_s']} | {r['peak_rss_mb']} |" for r in res["rules"]]
-    lines += ["", "Retrieval evaluation (teacher and N3F on the same frames):", "",
-              "| scene/field/teacher | seconds | AP pairs | pairs/s | mAP teacher | mAP N3F |",
-              "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    lines += [f"| {r['job']} | {r['seconds']} | {r['ap_pairs']} | {r['ap_pairs_per_s']} | {r['map_teacher']} | {r['map_n3f']} |"
-              for r in res["evaluation"]]
+    lines += ["", "Retrieval evaluation (teacher, N3F and fused on the same frames):", "",
+              "| scene/field/teacher | seconds | AP pairs | pairs/s | mAP teacher | mAP N3F | mAP fused |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {r['job']} | {r['seconds']} | {r['ap_pairs']} | {r['ap_pairs_per_s']} | {r['map_teacher']} | {r['map_n3f']} "
+              f"| {r.get('map_fused') if r.get('map_fused') is not None else '–'} |" for r in res["evaluation"]]
+    by_job = {(r["rule"], r["job"]): r for r in res["rules"]}
+    ratios = [(job, r["wall_s"] / by_job[("distill", job)]["wall_s"]) for (rule, job), r in by_job.items()
+              if rule == "fuse" and ("distill", job) in by_job]
+    if ratios:
+        lines += ["", "The `fuse` rule's wall time against `distill` on the same (scene, field, teacher), same run:", ""]
+        lines += [f"- {job}: {ratio:.3f}" for job, ratio in ratios]
     return "\n".join(lines) + "\n"
 
 

@@ -189,3 +189,27 @@ def test_feature_init_must_be_a_fused_model(trained, tmp_path):
     with pytest.raises(N3FInputError, match="feature_init.*no fused features"):
         distill(scene, features, rgb, tmp_path / "bad", TrainConfig(field="grid", steps=2, feature_init=str(rgb),
                                                                     progress=False, eval_frames=1))
+
+
+@pytest.mark.parametrize("field,kind", [("nerf", "static"), ("neuraldiff", "dynamic")])
+def test_every_field_fuses_into_its_own_streams(field, kind, tmp_path):
+    """nerf (coarse + fine model) and neuraldiff (three streams, the actor in camera coordinates)."""
+    from n3f.scene import SceneStore, write_scene
+    from n3f.synthetic import make_scene
+    from n3f.teachers.mask import write_mask_features
+    from n3f.train import TrainConfig, pretrain_rgb
+
+    torch.set_num_threads(1)
+    scene = write_scene(make_scene("tiny_fuse", kind=kind, n_frames=8, width=32, height=24, seed=2),
+                        tmp_path / "scene.zarr", progress=False)
+    features = write_mask_features(scene, tmp_path / "features.zarr", patch=4)
+    small = {"batch_rays": 64, "eval_frames": 1, "eval_renders": 0, "progress": False, "threads": 1,
+             "sampler": {"n_proposal": 8, "n_importance": 8, "n_uniform": 2}}
+    pretrain_rgb(scene, tmp_path / "rgb", TrainConfig(field=field, steps=10, **small))
+    metrics = fuse(scene, features, tmp_path / "rgb", tmp_path / "fused", FuseConfig(stride=2, eval_frames=1, threads=1))
+    model = load_renderer(tmp_path / "fused" / "model.pt")
+    assert model.fused.streams == model.field.fusion_streams
+    stream_of = model.fused.index // model.fused.resolution**3
+    assert len(torch.unique(stream_of)) == len(model.fused.streams)  # every stream received samples
+    out = model.render_frame(SceneStore(scene), 0, outputs=("features",))["features"]
+    assert out.shape == (24, 32, 64) and np.isfinite(out).all() and np.isfinite(metrics["feature_cosine"])

@@ -135,3 +135,25 @@ def test_dry_run_names_a_missing_teacher_checkpoint(tmp_path):
     result = _snakemake("-n", "--configfile", str(cfg))
     assert result.returncode != 0
     assert str(weights) in result.stdout + result.stderr, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("fusion,fuse_jobs,fused_task_jobs", [
+    ({}, 2, 6),                                  # the default: fused and scored everywhere
+    ({"tasks": False}, 2, 0),                    # fused retrieval rows only
+    ({"enabled": False}, 0, 0),                  # distillation alone, as before fusion existed
+])
+def test_fusion_switches_plan_the_fused_jobs(tmp_path, fusion, fuse_jobs, fused_task_jobs):
+    from tests.cluster_support import planned_jobs
+
+    import yaml
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config.update(results=f"{tmp_path}/results", **({"fusion": fusion} if fusion else {}))
+    configfile = tmp_path / "config.yaml"
+    configfile.write_text(yaml.safe_dump(config))
+    result = _snakemake("-n", "--configfile", str(configfile))
+    assert result.returncode == 0, result.stdout + result.stderr
+    rules = [rule for rule, _ in planned_jobs(result.stdout)]
+    assert rules.count("fuse") == fuse_jobs
+    assert rules.count("eval_task_fused") == fused_task_jobs
+    assert rules.count("eval_task") == 6 and rules.count("distill") == 2

@@ -45,6 +45,9 @@ class FuseConfig:
     enabled: bool = True
     """Fuse every (scene, field, teacher) and evaluate the fused features beside the distilled ones
     (method ``fused`` in the retrieval and task tables). The workflow reads it; ``n3f fuse`` ignores it."""
+    tasks: bool = True
+    """With ``enabled``: also score the synthetic scenes' tasks (segment3d, edit, amodal) on the fused field,
+    which doubles the tasks' cost (``bench/results/pipeline.md``). The workflow reads it."""
     stride: int = setting(8, min=1)
     """Rays through every ``stride``-th pixel of each training frame in x and y (offset per frame, so
     frames cover different pixels). The teacher's patches span 14 pixels or more, so every pixel would

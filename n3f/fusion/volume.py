@@ -40,9 +40,13 @@ class FeatureVolume(nn.Module):
         self.register_buffer("weight", torch.zeros(voxels, dtype=torch.float32))
         self.register_buffer("background", torch.zeros(self.channels, dtype=torch.float32))
         self._acc: tuple[Tensor, Tensor] | None = None  # while fusing: flat (S*R^3, C) sums, (S*R^3,) weights
-        self._grid: Tensor | None = None  # for lookups: see _table
+        self._grid: tuple[Tensor, Tensor] | None = None  # for lookups: see _table
         self._bg_sum = torch.zeros(self.channels, dtype=torch.float64)
         self._bg_weight = 0.0
+
+    def _load_from_state_dict(self, *args, **kwargs):  # new buffers: the lookup tables are rebuilt from them
+        self._grid = None
+        return super()._load_from_state_dict(*args, **kwargs)
 
     # -- description ---------------------------------------------------------
     def describe(self) -> dict[str, Any]:
@@ -100,22 +104,26 @@ class FeatureVolume(nn.Module):
         self._acc = self._grid = None  # lookups rebuild from the saved form (float16 means)
 
     # -- lookup ----------------------------------------------------------------
-    def _table(self, device: torch.device) -> Tensor:
-        """The lookup table: (S*R^3, C + 1) rows of [weight x mean feature | weight], channels last so
-        that a lookup gathers whole rows (grid_sample on (C, R, R, R) reads C strided planes)."""
-        if self._grid is None or self._grid.device != device:
+    def _table(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        """The lookup tables: ``slots`` (S*R^3,) int32, each voxel's row in ``rows`` (0: not observed), and
+        ``rows`` (observed + 1, C + 1) of [weight x mean feature | weight], row 0 all zeros. Compact, so a
+        lookup's gathers stay in cache: a dense (S*R^3, C + 1) table is 200 MB for NeuralDiff's three
+        streams at 64^3, and its random reads slowed the training jobs beside it (bench/NOTES.md)."""
+        if self._grid is None or self._grid[0].device != device:
             n = len(self.streams) * self.resolution**3
-            table = torch.zeros(n, self.channels + 1, dtype=torch.float32, device=device)
+            slots = torch.zeros(n, dtype=torch.int32, device=device)
+            rows = torch.zeros(self.index.numel() + 1, self.channels + 1, dtype=torch.float32, device=device)
             if self.index.numel():
                 idx, w = self.index.to(device), self.weight.to(device)
-                table[idx, : self.channels] = self.mean.to(device).float() * w[:, None]
-                table[idx, self.channels] = w
-            self._grid = table
+                slots[idx] = torch.arange(1, idx.numel() + 1, dtype=torch.int32, device=device)
+                rows[1:, : self.channels] = self.mean.to(device).float() * w[:, None]
+                rows[1:, self.channels] = w
+            self._grid = (slots, rows)
         return self._grid
 
     def lookup(self, stream: str, coords: Tensor) -> tuple[Tensor, Tensor]:
         """Fused features (P, C) and interpolated weight (P,) of ``stream`` at ``coords`` in [-1, 1]^3."""
-        table = self._table(coords.device)
+        slots, rows_of = self._table(coords.device)
         r = self.resolution
         g = (coords.float().clamp(-1, 1) + 1) * 0.5 * (r - 1)
         g0 = g.floor().clamp(0, r - 2)
@@ -128,7 +136,8 @@ class FeatureVolume(nn.Module):
                 for dx in (0, 1):
                     cw = ((frac[:, 0] if dx else 1 - frac[:, 0]) * (frac[:, 1] if dy else 1 - frac[:, 1])
                           * (frac[:, 2] if dz else 1 - frac[:, 2]))
-                    rows = table.index_select(0, base + (dz * r + dy) * r + dx) * cw[:, None]
+                    slot = slots.index_select(0, base + (dz * r + dy) * r + dx)
+                    rows = rows_of.index_select(0, slot) * cw[:, None]
                     acc = rows if acc is None else acc.add_(rows)
         w = acc[:, self.channels]
         return acc[:, : self.channels] / w.clamp_min(EPS)[:, None] * (w > EPS)[:, None], w

@@ -63,8 +63,8 @@ def write_scene_report(scene_path: str | Path, evaluated: list[Evaluated], out_m
              f"{store.n_frames} frames of {store.image_size[1]}x{store.image_size[0]}.", ""]
     if retrieval:
         lines += ["## Object retrieval mAP (%)", "",
-                  "| field | teacher | teacher mAP | N3F mAP | gain | held-out PSNR (dB) | SSIM | feature cosine |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|"]
+                  "| field | teacher | teacher mAP | N3F mAP | gain | fused mAP | held-out PSNR (dB) | SSIM | feature cosine |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     else:
         lines += ["## Fields", "", "| field | teacher | held-out PSNR (dB) | SSIM | feature cosine |", "|---|---|---:|---:|---:|"]
     for ev in evaluated:
@@ -76,8 +76,9 @@ def write_scene_report(scene_path: str | Path, evaluated: list[Evaluated], out_m
                    f"{metrics.get('feature_cosine', float('nan')):.3f} |")
         if retrieval:
             summary = json.loads((ev.folder / "retrieval.json").read_text())
+            fused = f"{summary['map_fused']:.1f}" if summary.get("map_fused") is not None else "–"
             lines.append(f"| {ev.field} | {ev.teacher} | {summary['map_teacher']:.1f} | {summary['map_n3f']:.1f} | "
-                         f"{summary['gain']:+.1f} | {quality}")
+                         f"{summary['gain']:+.1f} | {fused} | {quality}")
         else:
             lines.append(f"| {ev.field} | {ev.teacher} | {quality}")
     lines.append("")

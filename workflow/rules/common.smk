@@ -99,11 +99,13 @@ def fused_dir(scene="{scene}", field="{field}", teacher="{teacher}"):
 
 def fusion_settings():
     """``fusion:`` of the config without the workflow's own switch, as ``n3f fuse --config-json`` reads it."""
-    return {k: v for k, v in (config.get("fusion") or {}).items() if k != "enabled"}
+    return {k: v for k, v in (config.get("fusion") or {}).items() if k not in ("enabled", "tasks")}
 
 
 FUSED = bool((config.get("fusion") or {}).get("enabled", True))
 """Whether every (scene, field, teacher) is also fused and evaluated as method ``fused``."""
+FUSED_TASKS = FUSED and bool((config.get("fusion") or {}).get("tasks", True))
+"""Whether the synthetic tasks are scored on the fused field too."""
 
 
 def fused_task_dir(scene="{scene}", field="{field}", teacher="{teacher}", task="{task}"):
@@ -231,7 +233,7 @@ TASK_COMMANDS = {task: f"eval-{task}" for task in config["tasks"]}
 def task_dirs():
     """3D segmentation, editing and amodal scores need analytic ground truth: synthetic scenes only.
     Each is scored on the distilled field and, with fusion on, on the fused one."""
-    folders = (task_dir, fused_task_dir) if FUSED else (task_dir,)
+    folders = (task_dir, fused_task_dir) if FUSED_TASKS else (task_dir,)
     return [
         folder(name, field, teacher, task)
         for name in SCENES

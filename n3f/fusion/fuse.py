@@ -50,10 +50,14 @@ class FuseConfig:
     which doubles the tasks' cost (``bench/results/pipeline.md``). The workflow reads it."""
     stride: int = setting(8, min=1)
     """Rays through every ``stride``-th pixel of each training frame in x and y (offset per frame, so
-    frames cover different pixels). The teacher's patches span 14 pixels or more, so every pixel would
-    repeat the same feature many times: measured on the built-in scenes in bench/NOTES.md."""
+    frames cover different pixels). A teacher patch spans several pixels, so every pixel would repeat
+    the same feature: on toy_static strides 4, 8 and 16 gave the same retrieval mAP (70.3-70.7,
+    bench/results/fusion.md); 8 leaves a margin for finer teachers."""
     resolution: int = setting(64, min=2)
-    """Voxels per axis of the fused volume over the field's cube [-1, 1]^3 (per stream)."""
+    """Voxels per axis of the fused volume over the field's cube [-1, 1]^3 (per stream). Not tuned: on
+    toy_static 32 scored higher (80.0 mAP against 70.7) and 128 lower (65.1), because coarse voxels
+    average more views; the best size follows the teacher patch's footprint and the objects' size
+    (bench/NOTES.md, session 9)."""
     min_weight: float = setting(1e-3, min=0)
     """Samples whose compositing weight (times stream share) is at most this are not splatted."""
     feature_sampling: str = setting("nearest", choices=SAMPLING_MODES)

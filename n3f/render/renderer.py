@@ -121,12 +121,14 @@ class Renderer(nn.Module):
             res["features"] = self.fused.background.float().expand(len(rays), -1)
         return res
 
-    def _call_field(self, samples: Samples, outputs: Iterable[str], **kw: Any) -> dict[str, Tensor]:
-        """The field's outputs at ``samples``; with fused features, ``features`` come from the volume."""
-        outputs = tuple(outputs)
+    def _call_field(self, samples: Samples, outputs: Iterable[str], call: Callable[..., dict[str, Tensor]] | None = None,
+                    **kw: Any) -> dict[str, Tensor]:
+        """The field's outputs at ``samples`` (``call``: the field, or e.g. its ``at_points``); with fused
+        features, ``features`` come from the volume."""
+        outputs, call = tuple(outputs), call or self.field
         if self.fused is None or "features" not in outputs:
-            return self.field(samples, outputs=outputs, **kw)
-        out = self.field(samples, outputs=tuple(o for o in outputs if o != "features"), **kw)
+            return call(samples, outputs=outputs, **kw)
+        out = call(samples, outputs=tuple(o for o in outputs if o != "features"), **kw)
         out["features"] = self.fused.features(self.field.feature_streams(samples, out))
         return out
 
@@ -363,12 +365,7 @@ class Renderer(nn.Module):
                 frame=torch.full((n,), frame, dtype=torch.long, device=dev),
                 cam_positions=None,
             )
-            wanted = tuple(outputs)
-            if self.fused is not None and "features" in wanted:
-                out = self.field.at_points(samples, outputs=tuple(o for o in wanted if o != "features"))
-                out["features"] = self.fused.features(self.field.feature_streams(samples, out))
-            else:
-                out = self.field.at_points(samples, outputs=wanted)
+            out = self._call_field(samples, outputs, call=self.field.at_points)
             for k, v in out.items():
                 parts.setdefault(k, []).append(v.float().cpu())
         return {k: torch.cat(v) for k, v in parts.items()}

@@ -19,7 +19,9 @@ import pytest
 from tests.cluster_support import planned_jobs, rule_set, run_snakemake, tiny_config, write_config
 
 EVALUATION = {"eval_retrieval", "report_scene", "tables", "all"}
-AFTER_FEATURES = {"teacher_features", "distill", "eval_retrieval", "eval_task", "report_scene", "tables", "task_tables", "all"}
+AFTER_FEATURES = {"teacher_features", "distill", "fuse", "eval_retrieval", "eval_task", "eval_task_fused", "report_scene",
+                  "tables", "task_tables", "all"}
+AFTER_DISTILL = AFTER_FEATURES - {"teacher_features", "fuse", "eval_task_fused"}  # fusion reads the RGB field only
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +81,7 @@ def test_training_setting_of_distillation_keeps_features_and_pretraining(finishe
     workdir, config = finished
     changed = copy.deepcopy(config)
     changed["training"]["distill"]["feature_lambda"] = 0.5
-    assert rule_set(_plan(workdir, changed, "distill")) == AFTER_FEATURES - {"teacher_features"}
+    assert rule_set(_plan(workdir, changed, "distill")) == AFTER_DISTILL
 
 
 @pytest.mark.slow
@@ -91,7 +93,8 @@ def test_added_scene_runs_only_that_scenes_jobs(finished):
     per_scene = [(rule, w) for rule, w in jobs if "scene" in w]
     assert {w["scene"] for _, w in per_scene} == {"tiny1"}
     assert {rule for rule, _ in per_scene} == {
-        "scene", "teacher_features", "pretrain_rgb", "distill", "eval_retrieval", "eval_task", "report_scene",
+        "scene", "teacher_features", "pretrain_rgb", "distill", "fuse", "eval_retrieval", "eval_task", "eval_task_fused",
+        "report_scene",
     }
     # only the cross-scene tables (and the target rule) besides the new scene's own jobs
     assert rule_set(jobs) - {rule for rule, _ in per_scene} == {"tables", "task_tables", "all"}

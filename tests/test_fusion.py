@@ -163,7 +163,6 @@ def test_fuse_stage_writes_a_model_that_renders_the_teachers_features(trained, t
     from n3f.train.evaluate import evaluate
 
     before = evaluate(load_renderer(rgb), SceneStore(scene), FeatureStore(features), max_frames=1)["feature_cosine"]
-    print("fused cosine", saved["feature_cosine"], "untrained head", before)
     assert saved["feature_cosine"] > 0.8 > before
 
 
@@ -177,7 +176,6 @@ def test_fused_then_distilled_starts_from_the_fused_features(trained, tmp_path):
     plain = distill(scene, features, rgb, tmp_path / "plain", TrainConfig(field="grid", steps=20, **small))
     init = distill(scene, features, rgb, tmp_path / "init", TrainConfig(
         field="grid", steps=20, feature_init=str(tmp_path / "fused" / "model.pt"), feature_init_steps=200, **small))
-    print("cosine after 20 steps: plain", plain["feature_cosine"], "from fused", init["feature_cosine"])
     assert init["feature_cosine"] > plain["feature_cosine"] + 0.05
 
 

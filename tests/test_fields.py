@@ -126,6 +126,31 @@ def test_neuraldiff_streams():
     assert 0.0 < moving.item() < 1.0  # the share of the pixel that the moving streams explain
 
 
+def test_neuraldiff_renders_what_it_trains():
+    """The shortcuts of rendering (density alone; a moving stream's feature head skipped where its share
+    of the density is under SHARE_FLOOR) give what training's full evaluation gives, within the floor."""
+    from n3f.fields.base import SHARE_FLOOR
+
+    f = build_field("neuraldiff", 8, {}, TS, TRAIN)
+    s = _samples(512)
+    with torch.no_grad():
+        # a dynamic stream dense on some samples and sparse (skipped) on others
+        g = torch.Generator().manual_seed(1)
+        for plane in f.dynamic.enc.planes:
+            plane.normal_(0.0, 1.0, generator=g)
+        f.dynamic.out.weight[0].normal_(0.0, 3.0, generator=g)
+        f.dynamic.time.codes.normal_(generator=torch.Generator().manual_seed(2))
+        full = f(s)  # inference: shortcuts taken
+    trained = f(s)  # gradients on: every head at every sample
+    share = (trained["density_dynamic"] / trained["density"]).detach()
+    assert bool((share < SHARE_FLOOR).any()) and bool((share > 0.1).any())
+    with torch.no_grad():
+        assert torch.allclose(f.density(s), full["density"], rtol=1e-5)
+        gap = (full["features"] - trained["features"]).abs().max()
+    assert float(gap) <= 2 * SHARE_FLOOR  # two moving streams, each under the floor where skipped
+    assert torch.allclose(full["rgb"], trained["rgb"])
+
+
 def test_unknown_field_is_a_user_error():
     from n3f.errors import N3FInputError
 

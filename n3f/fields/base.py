@@ -44,6 +44,11 @@ if TYPE_CHECKING:
 
 OUTPUTS = ("rgb", "features")
 
+SHARE_FLOOR = 1e-4
+"""A stream's share of a sample's density below which rendering skips the stream's features there
+(multi-stream fields, fused volumes): features are bounded by 1 (tanh heads, unit teacher
+features), so the stream would move each channel by less than this."""
+
 
 @dataclass
 class Samples:

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from n3f.fields.base import OUTPUTS, FeatureHead, Field, Samples, trunc_exp
+from n3f.fields.base import OUTPUTS, SHARE_FLOOR, FeatureHead, Field, Samples, trunc_exp
 from n3f.fields.encoding import FrameCodes, PlaneEncoding, contract
 from n3f.fields.grid import GridField
 from n3f.fields.settings import NeuralDiffFieldConfig
@@ -47,17 +47,24 @@ class _MovingStream(nn.Module):
         self.feature_head = FeatureHead(hidden, feature_dim)
         self.density_bias = density_bias
 
-    def forward(self, x_unit: Tensor, frame: Tensor, want_features: bool) -> dict[str, Tensor]:
-        h = torch.relu(self.net(torch.cat([self.enc(x_unit), self.time(frame)], dim=-1)))
+    def _hidden(self, x_unit: Tensor, frame: Tensor) -> Tensor:
+        return torch.relu(self.net(torch.cat([self.enc(x_unit), self.time(frame)], dim=-1)))
+
+    def density(self, x_unit: Tensor, frame: Tensor) -> Tensor:
+        """(P,) density alone: only the density row of the output layer."""
+        o = F.linear(self._hidden(x_unit, frame), self.out.weight[:1], self.out.bias[:1])
+        return trunc_exp(o[:, 0] + self.density_bias)
+
+    def forward(self, x_unit: Tensor, frame: Tensor) -> dict[str, Tensor]:
+        """Density, colour and beta, and the hidden layer ``hidden`` the feature head reads."""
+        h = self._hidden(x_unit, frame)
         o = self.out(h)
-        res = {
+        return {
             "density": trunc_exp(o[:, 0] + self.density_bias),
             "rgb": torch.sigmoid(o[:, 1:4]),
             "beta": F.softplus(o[:, 4:5]),
+            "hidden": h,
         }
-        if want_features:
-            res["features"] = self.feature_head(h)
-        return res
 
 
 def time_knot_spacing(timestamps: np.ndarray, train_frames: np.ndarray) -> float:
@@ -109,7 +116,10 @@ class NeuralDiffField(Field):
         return contract(samples.cam_positions, torch.zeros(3, dtype=samples.cam_positions.dtype, device=samples.cam_positions.device), self.actor_radius) * 0.5
 
     def density(self, samples: Samples, coarse: bool = False) -> Tensor:
-        return self.forward(samples, outputs=())["density"]
+        """The streams' summed density, without the shares and mixed outputs ``forward`` adds (about
+        a third of a proposal pass on toy_kitchen, bench/NOTES.md session 10)."""
+        return (self.static.density(samples) + self.dynamic.density(samples.positions, samples.frame)
+                + self.actor.density(self._actor_unit(samples), samples.frame))
 
     def forward(
         self,
@@ -120,28 +130,52 @@ class NeuralDiffField(Field):
     ) -> dict[str, Tensor]:
         outputs = set(outputs)
         streams = tuple(streams or STREAMS)
-        want_f = "features" in outputs
         per: dict[str, dict[str, Tensor]] = {}
         if "static" in streams:
             per["static"] = self.static(samples, outputs)
         if "dynamic" in streams:
-            per["dynamic"] = self.dynamic(samples.positions, samples.frame, want_f)
+            per["dynamic"] = self.dynamic(samples.positions, samples.frame)
         if "actor" in streams:
-            per["actor"] = self.actor(self._actor_unit(samples), samples.frame, want_f)
+            per["actor"] = self.actor(self._actor_unit(samples), samples.frame)
         sigma = sum(o["density"] for o in per.values())
         out: dict[str, Tensor] = {"density": sigma}
         for k, o in per.items():
             out[f"density_{k}"] = o["density"]
         share = {k: (o["density"] / sigma.clamp_min(1e-6))[:, None] for k, o in per.items()}
-        for key in ("rgb", "features"):
-            if key in outputs:
-                out[key] = sum(share[k] * per[k][key] for k in per)
+        if "rgb" in outputs:
+            out["rgb"] = sum(share[k] * per[k]["rgb"] for k in per)
+        if "features" in outputs:
+            out["features"] = self._mixed_features(per, share)
         moving = [k for k in per if k != "static"]
         if moving:
             out["beta"] = sum(share[k] * per[k]["beta"] for k in moving)
         else:
             out["beta"] = torch.zeros_like(sigma)[:, None]
         return out
+
+    def _mixed_features(self, per: dict[str, dict[str, Tensor]], share: dict[str, Tensor]) -> Tensor:
+        """Features mixed by density share. Without gradients (rendering), a moving stream's head
+        is evaluated only where its share exceeds ``SHARE_FLOOR``: those streams are sparse (on
+        toy_kitchen under 2% of a render's samples are above it), and elsewhere they would change
+        each (tanh-bounded) channel by less than the floor."""
+        mixed: Tensor | None = None
+        for k, o in per.items():
+            if k == "static":
+                part = share[k] * o["features"]
+                mixed = part if mixed is None else mixed + part
+                continue
+            head = self.dynamic.feature_head if k == "dynamic" else self.actor.feature_head
+            if torch.is_grad_enabled():
+                part = share[k] * head(o["hidden"])
+                mixed = part if mixed is None else mixed + part
+                continue
+            if mixed is None:
+                mixed = o["hidden"].new_zeros((len(o["hidden"]), self.feature_dim))
+            rows = (share[k][:, 0] > SHARE_FLOOR).nonzero().squeeze(1)
+            if len(rows):
+                mixed = mixed.index_add(0, rows, share[k][rows] * head(o["hidden"][rows]))
+        assert mixed is not None, "no stream to mix features from"
+        return mixed
 
     def at_points(self, samples: Samples, outputs: Iterable[str] = OUTPUTS) -> dict[str, Tensor]:
         """World-space streams only: the actor lives in the coordinates of a camera."""

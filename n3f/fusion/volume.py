@@ -22,6 +22,8 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
+from n3f.fields.base import SHARE_FLOOR
+
 EPS = 1e-8
 """Interpolated weight below which a lookup returns zero features (nothing observed there)."""
 
@@ -147,8 +149,16 @@ class FeatureVolume(nn.Module):
         stream's lookup times its share of the sample's density."""
         out = None
         for name, (coords, share) in streams.items():
-            f = self.lookup(name, coords)[0]
-            f = f if share is None else f * share.view(-1, 1).to(f.dtype)
-            out = f if out is None else out + f
+            if share is None:
+                f = self.lookup(name, coords)[0]
+                out = f if out is None else out + f
+                continue
+            # a stream is looked up only where it holds more than SHARE_FLOOR of the density (NeuralDiff's
+            # moving streams: under 2% of a toy_kitchen render's samples)
+            if out is None:
+                out = coords.new_zeros((len(coords), self.channels), dtype=torch.float32)
+            rows = (share > SHARE_FLOOR).nonzero().squeeze(1)
+            if len(rows):
+                out = out.index_add(0, rows, self.lookup(name, coords[rows])[0] * share[rows].view(-1, 1).float())
         assert out is not None, "no stream to look features up in"
         return out

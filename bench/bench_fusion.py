@@ -97,12 +97,13 @@ def bench_scene(folder: Path, field: str, work: Path, args: argparse.Namespace, 
                            out / f"fuse_{folder_v.name}.log", env)
         limits = ["--max-queries", str(args.max_queries), "--max-gallery", str(args.max_gallery)]
         run_measured(n3f_command("eval-retrieval", "--scene", str(scene), "--features", str(features), "--model",
-                                 str(folder_v / "model.pt"), "--teacher", TEACHER, *limits, "--rows", str(folder_v / "rows.csv"),
+                                 str(folder_v / "model.pt"), "--method", "fused", "--no-baseline", "--teacher", TEACHER,
+                                 *limits, "--rows", str(folder_v / "rows.csv"),
                                  "--segmentation", str(folder_v / "seg.csv"), "--summary", str(folder_v / "retrieval.json")),
                      folder_v / "eval.log", env)
-        s_v = json.loads((folder_v / "retrieval.json").read_text())  # its 'n3f' rows are the fused model's
+        s_v = json.loads((folder_v / "retrieval.json").read_text())
         m_v = json.loads((folder_v / "metrics.json").read_text())
-        variants.append({"stride": stride, "resolution": resolution, "map": s_v["map_n3f"], "miou": s_v["miou_n3f"],
+        variants.append({"stride": stride, "resolution": resolution, "map": s_v["map_fused"], "miou": s_v["miou_fused"],
                          "rays": m_v["rays"], "voxels": m_v["voxels"], "fuse_time_s": m_v["fuse_time_s"], **job})
     cos = {m: json.loads((p / "metrics.json").read_text()).get("feature_cosine")
            for m, p in (("fused", out / "fused"), ("distilled", distilled.parent), ("fused+distill", out / "fused_distilled"))}

@@ -11,16 +11,13 @@ def run_retrieval(args: argparse.Namespace) -> None:
     rows, segmentation, summary = evaluate_retrieval(
         args.scene, args.features, args.model, teacher=args.teacher, sampling=args.sampling, device=args.device,
         max_queries=args.max_queries, max_gallery=args.max_gallery, patch_cells=args.patch_cells,
-        patches=args.patches, fused_path=args.fused,
+        patches=args.patches, fused_path=args.fused, method=args.method, baseline=args.baseline,
     )
     write_outputs(rows, segmentation, summary, args.rows, args.segmentation, args.summary)
-    fused = (f", fused {summary['map_fused']:.1f} ({summary['gain_fused']:+.1f})" if args.fused else "")
-    print(
-        f"[eval_retrieval {summary['scene']}/{args.teacher}] mAP teacher {summary['map_teacher']:.1f}, "
-        f"N3F {summary['map_n3f']:.1f} ({summary['gain']:+.1f}){fused}; one-view mIoU teacher "
-        f"{summary['miou_teacher']:.1f}, N3F {summary['miou_n3f']:.1f}"
-        + (f", fused {summary['miou_fused']:.1f}" if args.fused else "")
-    )
+    labels = {"teacher": "teacher", "n3f": "N3F", "fused": "fused"}
+    maps = ", ".join(f"{labels[m]} {summary[f'map_{m}']:.1f}" for m in summary["methods"])
+    mious = ", ".join(f"{labels[m]} {summary[f'miou_{m}']:.1f}" for m in summary["methods"])
+    print(f"[eval_retrieval {summary['scene']}/{args.teacher}] mAP {maps}; one-view mIoU {mious}")
 
 
 def run_tables(args: argparse.Namespace) -> None:
@@ -55,8 +52,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval-retrieval", help="2D object retrieval mAP: teacher features vs rendered N3F features")
     p.add_argument("--scene", required=True)
     p.add_argument("--features", required=True, help="teacher feature store")
-    p.add_argument("--model", required=True, help="distilled model.pt")
+    p.add_argument("--model", required=True, help="model.pt to score: distilled (method n3f) or fused (--method fused)")
+    p.add_argument("--method", choices=["n3f", "fused"], default="n3f",
+                   help="what --model is: a distilled model (n3f, default) or an 'n3f fuse' one (fused)")
     p.add_argument("--fused", help="fused model.pt (n3f fuse): also scored, as method 'fused'")
+    p.add_argument("--no-baseline", dest="baseline", action="store_false",
+                   help="leave out the teacher's rows (another run scores them on the same frames)")
     p.add_argument("--teacher", required=True, help="teacher name written into the rows")
     p.add_argument("--rows", required=True, help="output CSV of per-query rows")
     p.add_argument("--segmentation", required=True, help="output CSV of one-view segmentation rows")

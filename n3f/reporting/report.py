@@ -76,7 +76,9 @@ def write_scene_report(scene_path: str | Path, evaluated: list[Evaluated], out_m
                    f"{metrics.get('feature_cosine', float('nan')):.3f} |")
         if retrieval:
             summary = json.loads((ev.folder / "retrieval.json").read_text())
-            fused = f"{summary['map_fused']:.1f}" if summary.get("map_fused") is not None else "–"
+            fused_path = ev.folder / "fused" / "retrieval.json"  # the fused field's own job, where fusion is on
+            fused_map = json.loads(fused_path.read_text()).get("map_fused") if fused_path.is_file() else None
+            fused = f"{fused_map:.1f}" if fused_map is not None else "–"
             lines.append(f"| {ev.field} | {ev.teacher} | {summary['map_teacher']:.1f} | {summary['map_n3f']:.1f} | "
                          f"{summary['gain']:+.1f} | {fused} | {quality}")
         else:

@@ -176,12 +176,16 @@ def evaluate_retrieval(
     patch_cells: int = PATCH_CELLS,
     patches: int = PATCHES,
     fused_path: str | Path | None = None,
+    method: str = "n3f",
+    baseline: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Retrieval rows, one-view segmentation rows (every method, mask and patch queries) and a summary.
 
-    Methods: ``teacher`` (2D features), ``n3f`` (rendered from the distilled ``model_path``) and,
-    with ``fused_path``, ``fused`` (rendered from the training-free fused model, :mod:`n3f.fusion`),
-    all on the same query and gallery frames."""
+    Methods: ``teacher`` (2D features; with ``baseline``), ``method`` rendered from ``model_path``
+    (``n3f``: a distilled model; ``fused``: a training-free fused one, :mod:`n3f.fusion`) and, with
+    ``fused_path``, ``fused`` from that model too, all on the same query and gallery frames (the
+    frames depend on the scene and the limits only, so separate runs of one method each score the
+    same pairs: the workflow scores the fused field in its own job, beside distillation)."""
     from n3f.device import resolve_device
     from n3f.features.store import FeatureStore
     from n3f.render.model_io import load_renderer
@@ -195,7 +199,9 @@ def evaluate_retrieval(
         )
     if len(store.split("query")) == 0 or len(store.split("gallery")) == 0:
         raise N3FInputError(f"{scene_path} has no annotated query/gallery frames; retrieval needs object masks.")
-    renderer = load_renderer(model_path, resolve_device(device or None))
+    if method not in METHODS:
+        raise N3FInputError(f"retrieval method '{method}' unknown; one of {', '.join(METHODS)}")
+    renderer = _load_model(model_path, method, device)
     objects = retrieval_objects(store)
     queries = thin(store.split("query"), max_queries)
     gallery = gallery_frames(store, max_gallery)
@@ -219,13 +225,11 @@ def evaluate_retrieval(
     def teacher_features(frame: int) -> np.ndarray:
         return feats.upsampled(frame, store.image_size, sampling)
 
-    scored = [score_rows(store, teacher_features, teacher=teacher, method="teacher", **frames),
-              score_rows(store, rendered_features(renderer, "n3f"), teacher=teacher, method="n3f", **frames)]
+    scored = [score_rows(store, teacher_features, teacher=teacher, method="teacher", **frames)] if baseline else []
+    scored.append(score_rows(store, rendered_features(renderer, method), teacher=teacher, method=method, **frames))
     del renderer
     if fused_path is not None:
-        fused = load_renderer(fused_path, resolve_device(device or None))
-        if fused.fused is None:
-            raise N3FInputError(f"{fused_path} holds no fused features; point --fused at the model.pt 'n3f fuse' wrote.")
+        fused = _load_model(fused_path, "fused", device)
         scored.append(score_rows(store, rendered_features(fused, "fused"), teacher=teacher, method="fused", **frames))
     rows = pd.concat([s[0] for s in scored], ignore_index=True)
     segmentation = pd.concat([s[1] for s in scored], ignore_index=True)
@@ -233,17 +237,13 @@ def evaluate_retrieval(
     by_method = {m: 100.0 * mean_ap(part["ap"]) for m, part in masks.groupby("method")}
     seg = segmentation[segmentation["query_kind"] == "mask"]
     miou = {m: 100.0 * part["iou"].mean() for m, part in seg.groupby("method")}
-    summary = {
-        "scene": store.name,
-        "teacher": teacher,
-        "map_teacher": by_method.get("teacher"),
-        "map_n3f": by_method.get("n3f"),
-        "gain": by_method.get("n3f", np.nan) - by_method.get("teacher", np.nan),
-        "miou_teacher": miou.get("teacher"),
-        "miou_n3f": miou.get("n3f"),
-        **({"map_fused": by_method.get("fused"), "miou_fused": miou.get("fused"),
-            "gain_fused": by_method.get("fused", np.nan) - by_method.get("teacher", np.nan)}
-           if fused_path is not None else {}),
+    methods = [*(["teacher"] if baseline else []), method, *(["fused"] if fused_path is not None else [])]
+    summary: dict[str, Any] = {"scene": store.name, "teacher": teacher, "methods": methods}
+    for m in methods:  # map_<method>, miou_<method>; gain (n3f) and gain_fused against the teacher
+        summary[f"map_{m}"], summary[f"miou_{m}"] = by_method.get(m), miou.get(m)
+        if baseline and m != "teacher":
+            summary["gain" if m == "n3f" else f"gain_{m}"] = by_method.get(m, np.nan) - by_method.get("teacher", np.nan)
+    summary.update({
         "threshold_rule": THRESHOLD_RULE,
         "patch_pixels": patch_side,
         "patches": patches,
@@ -255,8 +255,25 @@ def evaluate_retrieval(
         "rows_skipped": int(rows["ap"].isna().sum()),
         "sampling": sampling,
         "seconds": time.perf_counter() - started,
-    }
+    })
     return rows, segmentation, summary
+
+
+METHODS = ("n3f", "fused")
+"""Rendered methods a model is scored as: distilled (``n3f``) or fused (``fused``)."""
+
+
+def _load_model(path: str | Path, method: str, device: str | None):
+    """The renderer of ``path``, checked to be the kind of model ``method`` scores."""
+    from n3f.device import resolve_device
+    from n3f.render.model_io import load_renderer
+
+    renderer = load_renderer(path, resolve_device(device or None))
+    if method == "fused" and renderer.fused is None:
+        raise N3FInputError(f"{path} holds no fused features; point the fused model at the model.pt 'n3f fuse' wrote.")
+    if method == "n3f" and renderer.fused is not None:
+        raise N3FInputError(f"{path} is a fused model ('n3f fuse'); score it as method 'fused' (--method fused).")
+    return renderer
 
 
 def write_outputs(rows: pd.DataFrame, segmentation: pd.DataFrame, summary: dict[str, Any], rows_csv: str | Path,

@@ -246,17 +246,11 @@ def task_dirs():
 
 
 def retrieval_inputs(wildcards):
-    """The scene, teacher features and distilled field, and the fused field when fusion is on."""
+    """The scene, teacher features and the distilled field (``eval_retrieval``), or the fused one
+    (``eval_retrieval_fused``: its own job, so that it runs beside distillation)."""
     scene, field, teacher = wildcards.scene, wildcards.field, wildcards.teacher
-    inputs = {"scene": scene_store(scene), "features": feature_store(scene, teacher),
-              "model": f"{distilled_dir(scene, field, teacher)}/model.pt"}
-    if FUSED:
-        inputs["fused"] = f"{fused_dir(scene, field, teacher)}/model.pt"
-    return inputs
-
-
-def fused_flag(wildcards, input):
-    return f"--fused {shlex.quote(input.fused)}" if FUSED else ""
+    return {"scene": scene_store(scene), "features": feature_store(scene, teacher),
+            "model": f"{distilled_dir(scene, field, teacher)}/model.pt"}
 
 
 def scene_queries(name):
@@ -332,13 +326,16 @@ def reported(name):
 
 
 def retrieval_row_files(name="retrieval_rows.csv"):
-    """Every evaluated (scene, field, teacher)'s rows file ``name`` (retrieval or one-view segmentation)."""
+    """Every evaluated (scene, field, teacher)'s rows file ``name`` (retrieval or one-view segmentation):
+    the teacher's and N3F's, and the fused field's when fusion is on."""
+    folders = (distilled_dir, fused_dir) if FUSED else (distilled_dir,)
     return [
-        f"{distilled_dir(scene, field, teacher)}/{name}"
+        f"{folder(scene, field, teacher)}/{name}"
         for scene in SCENES
         if evaluated(scene)
         for field in scene_fields(scene)
         for teacher in TEACHERS
+        for folder in folders
     ]
 
 
@@ -429,6 +426,8 @@ def report_inputs(wildcards):
         scored = ("retrieval.json", "retrieval_rows.csv", "segmentation_rows.csv") if evaluated(scene) else ()
         for name in (*scored, "metrics.json", "model.pt"):
             inputs[f"{field}_{teacher}_{name}".replace(".", "_")] = f"{folder}/{name}"
+        if scored and FUSED:
+            inputs[f"{field}_{teacher}_fused_retrieval"] = f"{fused_dir(scene, field, teacher)}/retrieval.json"
         for query in scene_queries(scene):
             inputs[f"{field}_{teacher}_query_{query}"] = query_summary(scene, field, teacher, query)
         inputs[f"features_{teacher}"] = feature_store(scene, teacher)

@@ -11,11 +11,12 @@ rule eval_retrieval:
     params:
         sampling=config["evaluation"]["sampling"],
         limits=retrieval_limits,
-        fused=fused_flag,
+        method="",  # a distilled model, with the teacher's rows
     log:
         log_file("eval_retrieval", "{scene}/{field}/{teacher}"),
     benchmark:
         benchmark_file("eval_retrieval", "{scene}/{field}/{teacher}")
+    priority: training_priority
     threads: config["threads"]
     conda:
         "../../environment.yml"
@@ -25,8 +26,30 @@ rule eval_retrieval:
         gpu=1,
     shell:
         "n3f eval-retrieval --scene {input.scene:q} --features {input.features:q} --model {input.model:q}"
-        " --teacher {wildcards.teacher} --sampling {params.sampling} {params.limits} {params.fused}"
+        " --teacher {wildcards.teacher} --sampling {params.sampling} {params.limits} {params.method}"
         " --rows {output.rows:q} --segmentation {output.segmentation:q} --summary {output.summary:q} > {log:q} 2>&1"
+
+
+# The fused field on the same query and gallery frames (the teacher's rows are eval_retrieval's): a job of
+# its own, which needs only the RGB stage, so that it runs while the field distils.
+use rule eval_retrieval as eval_retrieval_fused with:
+    input:
+        scene=scene_store(),
+        features=feature_store(),
+        model=f"{fused_dir()}/model.pt",
+    output:
+        rows=f"{fused_dir()}/retrieval_rows.csv",
+        segmentation=f"{fused_dir()}/segmentation_rows.csv",
+        summary=f"{fused_dir()}/retrieval.json",
+    log:
+        log_file("eval_retrieval_fused", "{scene}/{field}/{teacher}"),
+    benchmark:
+        benchmark_file("eval_retrieval_fused", "{scene}/{field}/{teacher}")
+    params:
+        sampling=config["evaluation"]["sampling"],
+        limits=retrieval_limits,
+        method="--method fused --no-baseline",
+    priority: 0
 
 
 rule tables:

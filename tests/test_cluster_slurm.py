@@ -36,7 +36,8 @@ from tests.conftest import REPO
 
 CI_PROFILE = REPO / ".ci" / "slurm-profile"
 RGB_STEPS = 600
-GPU_RULES = {"teacher_features", "pretrain_rgb", "distill", "fuse", "eval_retrieval", "eval_task", "eval_task_fused"}
+GPU_RULES = {"teacher_features", "pretrain_rgb", "distill", "fuse", "eval_retrieval", "eval_retrieval_fused", "eval_task",
+             "eval_task_fused"}
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+)")
 
 
@@ -124,11 +125,11 @@ def test_profile_runs_the_dag_on_slurm_resumes_a_signalled_job_and_reruns_only_e
 
     # every job went through sbatch, to the partition its resources ask for
     submitted = _submitted_rules(log)
-    expected = {"scene", "teacher_features", "pretrain_rgb", "distill", "fuse", "eval_retrieval", "eval_task",
-                "eval_task_fused", "report_scene", "tables", "task_tables"}
+    expected = {"scene", "teacher_features", "pretrain_rgb", "distill", "fuse", "eval_retrieval", "eval_retrieval_fused",
+                "eval_task", "eval_task_fused", "report_scene", "tables", "task_tables"}
     assert set(submitted) == expected, submitted
     assert submitted.count("pretrain_rgb") == 2, "the signalled training job is retried once"
-    assert len(submitted) == 16  # 15 jobs (with fuse and the 3 tasks on the fused field) + 1 retry
+    assert len(submitted) == 17  # 16 jobs (with fuse, its retrieval and the 3 tasks on the fused field) + 1 retry
     assert re.findall(r"^localrule (\w+):$", log, re.M) == ["all"]
     for match in SUBMITTED.finditer(log):
         rule = job_ids_by_rule(log)[int(match.group(1))]
@@ -150,5 +151,5 @@ def test_profile_runs_the_dag_on_slurm_resumes_a_signalled_job_and_reruns_only_e
     log2, _ = second.communicate(timeout=600)
     second_run_s = time.monotonic() - t1
     assert second.returncode == 0, log2[-6000:]
-    assert sorted(_submitted_rules(log2)) == ["eval_retrieval", "report_scene", "tables"], log2[-4000:]
-    print(f"SLURM test: first run {first_run_s:.0f} s (16 submissions), second run {second_run_s:.0f} s")
+    assert sorted(_submitted_rules(log2)) == ["eval_retrieval", "eval_retrieval_fused", "report_scene", "tables"], log2[-4000:]
+    print(f"SLURM test: first run {first_run_s:.0f} s (17 submissions), second run {second_run_s:.0f} s")

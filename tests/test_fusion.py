@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -164,6 +165,29 @@ def test_fuse_stage_writes_a_model_that_renders_the_teachers_features(trained, t
 
     before = evaluate(load_renderer(rgb), SceneStore(scene), FeatureStore(features), max_frames=1)["feature_cosine"]
     assert saved["feature_cosine"] > 0.8 > before
+
+
+def test_fused_retrieval_in_its_own_run_scores_the_same_pairs(trained, tmp_path):
+    """The workflow scores the fused field in a job of its own (``--method fused --no-baseline``): its rows
+    are those of the fused field scored beside the teacher and a distilled model in one run."""
+    from n3f.errors import N3FInputError
+    from n3f.tasks.retrieval import evaluate_retrieval
+
+    scene, features, rgb = trained
+    fuse(scene, features, rgb, tmp_path / "fused", FuseConfig(stride=2, eval_frames=0, threads=1))
+    fused = tmp_path / "fused" / "model.pt"
+    limits = {"teacher": "masks", "max_queries": 2, "max_gallery": 3, "patches": 0}
+    rows, seg, summary = evaluate_retrieval(scene, features, rgb, fused_path=fused, **limits)
+    alone, alone_seg, alone_summary = evaluate_retrieval(scene, features, fused, method="fused", baseline=False, **limits)
+    assert set(alone["method"]) == {"fused"} and alone_summary["methods"] == ["fused"]
+    together = rows[rows["method"] == "fused"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(alone.reset_index(drop=True), together, check_dtype=False)
+    assert alone_summary["map_fused"] == pytest.approx(summary["map_fused"])
+    assert "map_teacher" not in alone_summary and "gain_fused" in summary
+    with pytest.raises(N3FInputError, match="is a fused model.*--method fused"):
+        evaluate_retrieval(scene, features, fused, **limits)
+    with pytest.raises(N3FInputError, match="holds no fused features"):
+        evaluate_retrieval(scene, features, rgb, method="fused", **limits)
 
 
 def test_fused_then_distilled_starts_from_the_fused_features(trained, tmp_path):

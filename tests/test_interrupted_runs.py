@@ -159,10 +159,10 @@ def test_a_changed_setting_after_a_complete_run_reruns_only_what_reads_it(workdi
     log_dir = workdir / "logs" / "reference results"
     assert (log_dir / "pretrain_rgb" / "tiny" / "grid.log").exists()  # its own logs, named by its results folder
     cases = [
-        ("rgb", {"rgb": {"lr": 0.03}}, {"pretrain_rgb", "distill", "fuse", "eval_retrieval", "eval_task", "eval_task_fused",
-                                        "report_scene", "tables", "task_tables"}),
+        ("rgb", {"rgb": {"lr": 0.03}}, {"pretrain_rgb", "distill", "fuse", "eval_retrieval", "eval_retrieval_fused", "eval_task",
+                                        "eval_task_fused", "report_scene", "tables", "task_tables"}),
         ("distill", {"distill": {"feature_lambda": 0.5}}, {"distill", "eval_retrieval", "eval_task", "report_scene", "tables", "task_tables"}),
-        ("evaluation", None, {"eval_retrieval", "report_scene", "tables"}),
+        ("evaluation", None, {"eval_retrieval", "eval_retrieval_fused", "report_scene", "tables"}),
     ]
     changed = copy.deepcopy(config)
     for name, training, expected in cases:

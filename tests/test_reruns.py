@@ -18,10 +18,11 @@ import pytest
 
 from tests.cluster_support import planned_jobs, rule_set, run_snakemake, tiny_config, write_config
 
-EVALUATION = {"eval_retrieval", "report_scene", "tables", "all"}
-AFTER_FEATURES = {"teacher_features", "distill", "fuse", "eval_retrieval", "eval_task", "eval_task_fused", "report_scene",
+EVALUATION = {"eval_retrieval", "eval_retrieval_fused", "report_scene", "tables", "all"}
+AFTER_FEATURES = {"teacher_features", "distill", "fuse", "eval_retrieval", "eval_retrieval_fused", "eval_task",
+                  "eval_task_fused", "report_scene",
                   "tables", "task_tables", "all"}
-AFTER_DISTILL = AFTER_FEATURES - {"teacher_features", "fuse", "eval_task_fused"}  # fusion reads the RGB field only
+AFTER_DISTILL = AFTER_FEATURES - {"teacher_features", "fuse", "eval_retrieval_fused", "eval_task_fused"}  # fusion reads the RGB field only
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +94,8 @@ def test_added_scene_runs_only_that_scenes_jobs(finished):
     per_scene = [(rule, w) for rule, w in jobs if "scene" in w]
     assert {w["scene"] for _, w in per_scene} == {"tiny1"}
     assert {rule for rule, _ in per_scene} == {
-        "scene", "teacher_features", "pretrain_rgb", "distill", "fuse", "eval_retrieval", "eval_task", "eval_task_fused",
-        "report_scene",
+        "scene", "teacher_features", "pretrain_rgb", "distill", "fuse", "eval_retrieval", "eval_retrieval_fused",
+        "eval_task", "eval_task_fused", "report_scene",
     }
     # only the cross-scene tables (and the target rule) besides the new scene's own jobs
     assert rule_set(jobs) - {rule for rule, _ in per_scene} == {"tables", "task_tables", "all"}

@@ -190,6 +190,24 @@ def test_fused_retrieval_in_its_own_run_scores_the_same_pairs(trained, tmp_path)
         evaluate_retrieval(scene, features, rgb, method="fused", **limits)
 
 
+def test_a_query_runs_on_the_fused_field(trained, tmp_path):
+    """A user's query (``query_fused`` in the workflow) on the fused model: every product, labelled fused."""
+    from n3f.tasks.common import load_inputs
+    from n3f.tasks.queries import QueryProducts, run_query
+    from n3f.tasks.query_spec import parse_query
+
+    scene, features, rgb = trained
+    fuse(scene, features, rgb, tmp_path / "fused", FuseConfig(stride=2, eval_frames=0, threads=1))
+    inputs = load_inputs(scene, features, tmp_path / "fused" / "model.pt", "cpu", ground_truth=False)
+    spec = parse_query("q", {"name": "box", "frame": 0, "box": [6, 4, 26, 20]})
+    out = tmp_path / "fused" / "queries" / "box"
+    summary = run_query(inputs, spec, out, products=QueryProducts(frames=2, novel=1, video_frames=0))
+    assert json.loads((out / "query.json").read_text())["method"] == summary["method"] == "fused"
+    assert summary["segment3d"]["points"] > 0 and (out / "segment3d.ply").is_file()
+    for folder in ("segment2d", "masks", "amodal", "removal"):
+        assert len(list((out / folder).glob("*.png"))) == len(summary["views"]) == 4, folder
+
+
 def test_fused_then_distilled_starts_from_the_fused_features(trained, tmp_path):
     from n3f.train import TrainConfig, distill
 

@@ -57,13 +57,14 @@ def test_report_holds_every_product_in_its_category(report):
         assert any(f"/{task}/" in p and p.endswith(suffix) for p in files), task
     assert not any(p.endswith("_highlight.ply") for p in files), "whole-cloud copies are left out of the page"
     for query in QUERIES:
-        mine = {p for p in files if f"/queries/{query['name']}/" in p}
-        for product in ("segment2d", "masks", "amodal", "removal"):
-            views = {Path(p).stem for p in mine if f"/{product}/" in p}
-            assert {"frame_0000" if query["frame"] == 0 else "frame_0003", "novel_00"} <= views, (product, views)
-        assert any(p.endswith("segment3d.ply") for p in mine) and any(p.endswith("removal.mp4") for p in mine)
-        labels = [results[p]["labels"] for p in mine]
-        assert all(lab["query"] == query["name"] and lab["product"] for lab in labels)
+        for method in ("n3f", "fused"):  # every query runs on the distilled field and on the fused one
+            mine = {p for p in files if f"/queries/{query['name']}/" in p and ("/fused/" in p) == (method == "fused")}
+            for product in ("segment2d", "masks", "amodal", "removal"):
+                views = {Path(p).stem for p in mine if f"/{product}/" in p}
+                assert {"frame_0000" if query["frame"] == 0 else "frame_0003", "novel_00"} <= views, (method, product, views)
+            assert any(p.endswith("segment3d.ply") for p in mine) and any(p.endswith("removal.mp4") for p in mine)
+            labels = [results[p]["labels"] for p in mine]
+            assert all(lab["query"] == query["name"] and lab["product"] and lab["method"] == method for lab in labels)
 
 
 @pytest.mark.slow
@@ -102,7 +103,7 @@ def test_report_opens_in_a_headless_browser(report, tmp_path):
             return out;
         })()""")
         assert media["images"] > 50 and media["decoded"] == media["images"], media
-        assert media["videos"] == len(QUERIES) and media["playable"] == media["videos"], media
+        assert media["videos"] == 2 * len(QUERIES) and media["playable"] == media["videos"], media  # distilled, fused
         # a user's path: the Queries category (one scene: its table directly), then the eye of a 2D segmentation
         clicked = browser.evaluate("""(() => {
             const el = [...document.querySelectorAll('a, li, span')]

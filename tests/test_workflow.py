@@ -60,6 +60,25 @@ def test_costliest_training_chain_starts_first(tmp_path):
     assert prio[("teacher_features", "scene=toy_static, teacher=dinov2_vits14_imgfocus")] == 2
 
 
+@pytest.mark.parametrize("fusion,fused_queries", [({}, 2), ({"queries": False}, 0), ({"enabled": False}, 0)])
+def test_queries_run_on_the_fused_field_too(tmp_path, fusion, fused_queries):
+    """A scene's queries run on the distilled field and, with fusion on, on the fused one (fused/queries/)."""
+    from tests.cluster_support import planned_jobs, tiny_config, write_config
+
+    config = tiny_config(tmp_path)
+    config["scenes"][0]["queries"] = [{"name": "cube", "frame": 0, "box": [12, 8, 36, 28]},
+                                      {"name": "spot", "frame": 3, "point": [24, 18], "radius": 4}]
+    if fusion:
+        config["fusion"] = fusion
+    result = _snakemake("-n", "--configfile", str(write_config(tmp_path / "config.yaml", config)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    jobs = planned_jobs(result.stdout)
+    assert [rule for rule, _ in jobs].count("query") == 2
+    assert [rule for rule, _ in jobs].count("query_fused") == fused_queries
+    if fused_queries:
+        assert f"{tmp_path}/results/tiny/grid/dsift/fused/queries/cube/query.json" in result.stdout
+
+
 def test_training_cost_follows_steps_batch_and_field():
     from n3f.train.config import STEP_COST, training_cost
 

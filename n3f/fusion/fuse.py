@@ -48,6 +48,9 @@ class FuseConfig:
     tasks: bool = True
     """With ``enabled``: also score the synthetic scenes' tasks (segment3d, edit, amodal) on the fused field,
     which doubles the tasks' cost (``bench/results/pipeline.md``). The workflow reads it."""
+    queries: bool = True
+    """With ``enabled``: also run each scene's ``queries:`` on the fused field (into ``fused/queries/``),
+    which doubles the queries' cost. The workflow reads it."""
     stride: int = setting(8, min=1)
     """Rays through every ``stride``-th pixel of each training frame in x and y (offset per frame, so
     frames cover different pixels). A teacher patch spans several pixels, so every pixel would repeat

@@ -193,11 +193,17 @@ def _task_section(ev: Evaluated, report_dir: Path) -> list[str]:
 
 
 def _query_section(ev: Evaluated, report_dir: Path) -> list[str]:
-    """Every query's products (``queries/<query>/``): what it selected, where, and the figures."""
-    summaries = sorted((ev.folder / "queries").glob("*/query.json"))
+    """Every query's products on the distilled field (``queries/<query>/``) and on the fused one
+    (``fused/queries/<query>/``, where fusion ran): what it selected, where, and the figures."""
+    lines = _queries_of(ev, ev.folder / "queries", report_dir, "", "N3F")
+    return lines + _queries_of(ev, ev.folder / "fused" / "queries", report_dir, ", fused field", "fused")
+
+
+def _queries_of(ev: Evaluated, queries: Path, report_dir: Path, label: str, method: str) -> list[str]:
+    summaries = sorted(queries.glob("*/query.json"))
     if not summaries:
         return []
-    lines = [f"## Queries ({ev.field} / {ev.teacher})", "",
+    lines = [f"## Queries ({ev.field} / {ev.teacher}{label})", "",
              "Each query is a region drawn on one frame; everything below is derived from that frame alone.", "",
              "| query | frame | region | 3D threshold | 3D points | bounding box (world) |", "|---|---|---|---:|---:|---|"]
     for path in summaries:
@@ -214,7 +220,8 @@ def _query_section(ev: Evaluated, report_dir: Path) -> list[str]:
         name, views = q["query"]["name"], [v["view"] for v in q["views"]]
         novel = next((v["view"] for v in q["views"] if not v["stored"]), None)
         lines += [f"### {name}", "",
-                  "2D segmentation, image | teacher similarity | N3F similarity | N3F mask (query frame, then a novel view):", "",
+                  f"2D segmentation, image | teacher similarity | {method} similarity | {method} mask (query frame, "
+                  "then a novel view):", "",
                   f"![{name} segmentation]({rel(f'segment2d/{views[0]}.png')})", ""]
         if novel:
             lines += [f"![{name} novel view]({rel(f'segment2d/{novel}.png')})", ""]

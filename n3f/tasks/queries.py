@@ -224,6 +224,7 @@ def run_query(inputs: Inputs, spec: QuerySpec, out_dir: str | Path, *, where: st
     summary = {
         "query": spec.to_json(),
         "scene": st.name,
+        "method": "fused" if inputs.renderer.fused is not None else "n3f",  # the field's features: distilled or fused
         "frame": q,
         "frame_name": st.attrs["frame_names"][q],
         "region_pixels": int(full_mask.sum()),

@@ -99,13 +99,17 @@ def fused_dir(scene="{scene}", field="{field}", teacher="{teacher}"):
 
 def fusion_settings():
     """``fusion:`` of the config without the workflow's own switch, as ``n3f fuse --config-json`` reads it."""
-    return {k: v for k, v in (config.get("fusion") or {}).items() if k not in ("enabled", "tasks")}
+    return {k: v for k, v in (config.get("fusion") or {}).items() if k not in ("enabled", "tasks", "queries")}
 
 
 FUSED = bool((config.get("fusion") or {}).get("enabled", True))
 """Whether every (scene, field, teacher) is also fused and evaluated as method ``fused``."""
 FUSED_TASKS = FUSED and bool((config.get("fusion") or {}).get("tasks", True))
 """Whether the synthetic tasks are scored on the fused field too."""
+FUSED_QUERIES = FUSED and bool((config.get("fusion") or {}).get("queries", True))
+"""Whether the scenes' ``queries:`` also run on the fused field."""
+METHOD_DIRS = {"n3f": lambda *a: distilled_dir(*a), "fused": lambda *a: fused_dir(*a)}
+"""Where each rendered method's products live, per (scene, field, teacher)."""
 
 
 def fused_task_dir(scene="{scene}", field="{field}", teacher="{teacher}", task="{task}"):
@@ -119,13 +123,19 @@ def task_dir(scene="{scene}", field="{field}", teacher="{teacher}", task="{task}
     return f"{distilled_dir(scene, field, teacher)}/{task}"
 
 
-def query_dir(scene="{scene}", field="{field}", teacher="{teacher}", query="{query}"):
-    return f"{distilled_dir(scene, field, teacher)}/queries/{query}"
+def query_dir(scene="{scene}", field="{field}", teacher="{teacher}", query="{query}", method="n3f"):
+    """A user's query run on the distilled field (``n3f``) or on the fused one (``fused``)."""
+    return f"{METHOD_DIRS[method](scene, field, teacher)}/queries/{query}"
 
 
-def query_summary(scene="{scene}", field="{field}", teacher="{teacher}", query="{query}"):
+def query_summary(scene="{scene}", field="{field}", teacher="{teacher}", query="{query}", method="n3f"):
     """A user's query: its products beside query.json (written last)."""
-    return f"{query_dir(scene, field, teacher, query)}/query.json"
+    return f"{query_dir(scene, field, teacher, query, method)}/query.json"
+
+
+def query_methods():
+    """The fields every query runs on: the distilled one, and the fused one when fusion is on for queries."""
+    return ("n3f", "fused") if FUSED_QUERIES else ("n3f",)
 
 
 def scene_report(scene="{scene}"):
@@ -271,34 +281,37 @@ def scene_queries(name):
 
 
 def query_files(name):
-    """Every query's query.json of a scene, per field and teacher."""
+    """Every query's query.json of a scene, per field, teacher and method."""
     return [
-        query_summary(name, field, teacher, query)
+        query_summary(name, field, teacher, query, method)
         for field in scene_fields(name)
         for teacher in TEACHERS
         for query in scene_queries(name)
+        for method in query_methods()
     ]
 
 
-def query_product(name, product):
+def query_product(name, product, method="n3f"):
     """A folder of per-view PNGs, in the HTML report under Queries / <scene> with its labels."""
     return report(
-        directory(f"{query_dir()}/{name}"),
+        directory(f"{query_dir(method=method)}/{name}"),
         patterns=["{view}.png"],
         caption="../report/query.rst",
         category="Queries",
         subcategory="{scene}",
-        labels={"query": "{query}", "field": "{field}", "teacher": "{teacher}", "product": product, "view": "{view}"},
+        labels={"query": "{query}", "field": "{field}", "teacher": "{teacher}", "method": method, "product": product,
+                "view": "{view}"},
     )
 
 
-def query_file(name, product):
+def query_file(name, product, method="n3f"):
     return report(
-        f"{query_dir()}/{name}",
+        f"{query_dir(method=method)}/{name}",
         caption="../report/query.rst",
         category="Queries",
         subcategory="{scene}",
-        labels={"query": "{query}", "field": "{field}", "teacher": "{teacher}", "product": product, "view": "all"},
+        labels={"query": "{query}", "field": "{field}", "teacher": "{teacher}", "method": method, "product": product,
+                "view": "all"},
     )
 
 
@@ -307,12 +320,13 @@ def query_spec(wildcards):
     return json.dumps(scene_queries(wildcards.scene)[wildcards.query])
 
 
-def query_inputs(wildcards):
-    """The distilled field, its scene and teacher features, and a mask query's file (edited: the query reruns)."""
+def query_inputs(wildcards, method="n3f"):
+    """The distilled (or fused) field, its scene and teacher features, and a mask query's file (edited: the
+    query reruns)."""
     inputs = {
         "scene": scene_store(wildcards.scene),
         "features": feature_store(wildcards.scene, wildcards.teacher),
-        "model": f"{distilled_dir(wildcards.scene, wildcards.field, wildcards.teacher)}/model.pt",
+        "model": f"{METHOD_DIRS[method](wildcards.scene, wildcards.field, wildcards.teacher)}/model.pt",
     }
     mask = scene_queries(wildcards.scene)[wildcards.query].get("mask")
     if mask:
@@ -429,7 +443,8 @@ def report_inputs(wildcards):
         if scored and FUSED:
             inputs[f"{field}_{teacher}_fused_retrieval"] = f"{fused_dir(scene, field, teacher)}/retrieval.json"
         for query in scene_queries(scene):
-            inputs[f"{field}_{teacher}_query_{query}"] = query_summary(scene, field, teacher, query)
+            for method in query_methods():
+                inputs[f"{field}_{teacher}_{method}_query_{query}"] = query_summary(scene, field, teacher, query, method)
         inputs[f"features_{teacher}"] = feature_store(scene, teacher)
         if SCENES[scene]["source"] == "synthetic":
             for task in TASK_COMMANDS:

@@ -32,3 +32,21 @@ rule query:
     shell:
         "n3f query --scene {input.scene:q} --features {input.features:q} --model {input.model:q}"
         " --query {params.spec:q} --where {params.where:q} --out {params.out:q} > {log:q} 2>&1"
+
+
+# The same query on the fused field (``fusion: {queries: false}`` leaves it out).
+use rule query as query_fused with:
+    input:
+        unpack(lambda wc: query_inputs(wc, "fused")),
+    output:
+        summary=query_summary(method="fused"),
+        segment2d=query_product("segment2d", "2D segmentation: photo | teacher | fused distance | fused mask", "fused"),
+        masks=query_product("masks", "2D mask (fused)", "fused"),
+        amodal=query_product("amodal", "amodal: render | opacity | full-extent mask", "fused"),
+        removal=query_product("removal", "removal: before | after", "fused"),
+        segment3d=query_file("segment3d.ply", "3D segment (PLY)", "fused"),
+        video=query_file("removal.mp4", "removal video: before | after", "fused"),
+    log:
+        log_file("query_fused", "{scene}/{field}/{teacher}/{query}"),
+    benchmark:
+        benchmark_file("query_fused", "{scene}/{field}/{teacher}/{query}")

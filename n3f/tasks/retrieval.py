@@ -186,9 +186,7 @@ def evaluate_retrieval(
     ``fused_path``, ``fused`` from that model too, all on the same query and gallery frames (the
     frames depend on the scene and the limits only, so separate runs of one method each score the
     same pairs: the workflow scores the fused field in its own job, beside distillation)."""
-    from n3f.device import resolve_device
     from n3f.features.store import FeatureStore
-    from n3f.render.model_io import load_renderer
 
     store = SceneStore(scene_path)
     feats = FeatureStore(features_path)
@@ -201,6 +199,8 @@ def evaluate_retrieval(
         raise N3FInputError(f"{scene_path} has no annotated query/gallery frames; retrieval needs object masks.")
     if method not in METHODS:
         raise N3FInputError(f"retrieval method '{method}' unknown; one of {', '.join(METHODS)}")
+    if method == "fused" and fused_path is not None:
+        raise N3FInputError("--model is already scored as 'fused': leave out --fused (or score --model as n3f)")
     renderer = _load_model(model_path, method, device)
     objects = retrieval_objects(store)
     queries = thin(store.split("query"), max_queries)

@@ -108,7 +108,7 @@ FUSED_TASKS = FUSED and bool((config.get("fusion") or {}).get("tasks", True))
 """Whether the synthetic tasks are scored on the fused field too."""
 FUSED_QUERIES = FUSED and bool((config.get("fusion") or {}).get("queries", True))
 """Whether the scenes' ``queries:`` also run on the fused field."""
-METHOD_DIRS = {"n3f": lambda *a: distilled_dir(*a), "fused": lambda *a: fused_dir(*a)}
+METHOD_DIRS = {"n3f": distilled_dir, "fused": fused_dir}
 """Where each rendered method's products live, per (scene, field, teacher)."""
 
 

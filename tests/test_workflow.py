@@ -174,5 +174,6 @@ def test_fusion_switches_plan_the_fused_jobs(tmp_path, fusion, fuse_jobs, fused_
     assert result.returncode == 0, result.stdout + result.stderr
     rules = [rule for rule, _ in planned_jobs(result.stdout)]
     assert rules.count("fuse") == fuse_jobs
+    assert rules.count("eval_retrieval_fused") == fuse_jobs  # the fused field's retrieval: its own job per fuse
     assert rules.count("eval_task_fused") == fused_task_jobs
     assert rules.count("eval_task") == 6 and rules.count("distill") == 2

@@ -125,6 +125,14 @@ def test_report_opens_in_a_headless_browser(report, tmp_path):
             return [img.naturalWidth, img.naturalHeight];
         })()""")
         assert isinstance(shown, list) and shown[0] == 4 * 48 and shown[1] == 36, shown
+        # the Tasks category lists the distilled and the fused field's figures, by method
+        browser.evaluate("""(() => {
+            const el = [...document.querySelectorAll('a, li, span')]
+                .filter(e => e.innerText && e.innerText.trim() === 'Tasks' && e.offsetParent !== null).pop();
+            if (el) el.click(); })()""")
+        browser.evaluate("new Promise(r => setTimeout(r, 500))")
+        tasks = browser.evaluate("document.body.innerText")
+        assert "fused" in tasks and "n3f" in tasks, tasks[:1000]
         assert browser.errors() == []
         shot = browser.screenshot(report.parent / "report_queries.png")
     import imageio.v2 as imageio

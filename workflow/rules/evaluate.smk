@@ -121,7 +121,7 @@ rule eval_task:
             caption="../report/task.rst",
             category="Tasks",
             subcategory="{scene}",
-            labels={"field": "{field}", "teacher": "{teacher}", "task": "{task}", "figure": "{figure}"},
+            labels={"field": "{field}", "teacher": "{teacher}", "method": "n3f", "task": "{task}", "figure": "{figure}"},
         ),
     params:
         command=lambda wc: TASK_COMMANDS[wc.task],

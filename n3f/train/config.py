@@ -52,16 +52,22 @@ FIELD_DEFAULTS: dict[str, dict[str, Any]] = {
 
 GRID_SCHEDULES: dict[str, tuple[int, int, int]] = {
     "fast": (2000, 4000, 1000),
-    "default": (4000, 10000, 2000),
+    "default": (4000, 12000, 2000),
     "best": (8000, 30000, 4000),
 }
 """``grid`` schedules per quality: (fewest, most) RGB steps and distillation steps. Between the two
 bounds the RGB steps follow the scene: :data:`GRID_PIXEL_SHARE` of its training pixels, one ray
 each. The lower bounds are the old fixed 4000 (built-in scenes keep their schedule); the upper ones
-keep goldcape (21.6M training pixels) within the 15-minute budget of a 2-core CPU (bench/NOTES.md)."""
+keep goldcape (21.6M training pixels) within the 15-minute budget of a 2-core CPU: ``default``'s
+12000 was sized on the 2026-12-02 VM, where a goldcape step took 19 ms (46 ms on session 5's
+slower one, where it was 10000; bench/NOTES.md "Session 11")."""
 
-GRID_PIXEL_SHARE = 0.1
-"""Rays of RGB training per training pixel, before the bounds of :data:`GRID_SCHEDULES`."""
+GRID_PIXEL_SHARE = 0.5
+"""Rays of RGB training per training pixel, before the bounds of :data:`GRID_SCHEDULES`. Tuned on
+fox (5.7M training pixels; 0.1 gave it the fewest, 4000 steps): 4000 -> 12000 steps of 256 rays
+lifted its held-out PSNR 25.45 -> 27.16 dB, while goldcape, capped by the upper bound either way,
+gains little from more rays (bench/NOTES.md "Session 11"). Built-in scenes (under 1M pixels) stay
+at the lower bound."""
 
 
 def grid_rgb_steps(quality: str, train_pixels: int | None, batch_rays: int) -> int:

@@ -102,6 +102,33 @@ def test_freeze_trains_only_feature_heads(scenes, tmp_path):
             assert torch.equal(v, before[k]), f"{k} changed while frozen"
 
 
+def test_distillation_moves_the_fitted_field_at_the_pretrained_rate(scenes, tmp_path):
+    """pretrained_lr_factor scales the steps of what the RGB stage fitted, not the feature branch's."""
+    small = {**SMALL, "batch_rays": 64, "eval_frames": 1}
+    pretrain_rgb(scenes["static"], tmp_path / "rgb", TrainConfig(steps=3, **small))
+    before = torch.load(tmp_path / "rgb" / "model.pt", weights_only=False)["state_dict"]
+    moved = {}
+    for factor in (0.0, 0.1, 1.0):
+        out = tmp_path / f"d{factor}"
+        distill(scenes["static"], scenes["static_features"], tmp_path / "rgb", out,
+                TrainConfig(steps=4, freeze_steps=0, pretrained_lr_factor=factor, **small))
+        after = torch.load(out / "model.pt", weights_only=False)["state_dict"]
+        r = load_renderer(out)
+        feature_keys = {k for k, p in r.state_dict(keep_vars=True).items() if any(p is q for q in r.feature_parameters())}
+        fitted = [k for k in after if k not in feature_keys and after[k].is_floating_point()]
+        assert all(not torch.equal(after[k], before[k]) for k in feature_keys if k in before)  # full rate
+        moved[factor] = max(float((after[k] - before[k]).abs().max()) for k in fitted)
+    assert moved[0.0] == 0.0  # factor 0: the fitted field is kept exactly
+    assert 0.0 < moved[0.1] < 0.3 * moved[1.0], moved  # Adam's steps scale with the rate
+
+
+def test_grid_distillation_defaults_to_the_rgb_stages_final_rate():
+    cfg = TrainConfig().resolved("distill")
+    assert cfg.pretrained_lr_factor == pytest.approx(TrainConfig().lr_final_factor)
+    assert TrainConfig(field="neuraldiff").resolved("distill").pretrained_lr_factor == 1.0
+    assert TrainConfig(pretrained_lr_factor=0.5).resolved("distill").pretrained_lr_factor == 0.5
+
+
 def _png(path: Path) -> np.ndarray:
     import imageio.v3 as iio
 

@@ -26,12 +26,15 @@ import numpy as np
 QUALITIES = ("fast", "default", "best")
 """The ``quality`` presets of the training settings."""
 
-FINEST_CAP = {"fast": 256, "default": 256, "best": 1024}
+FINEST_CAP = {"fast": 256, "default": 512, "best": 1024}
 """Finest geometry plane level allowed per quality. A level of R cells costs 3 x channels x R^2
-parameters, all of which Adam updates and grid_sample's backward zeroes at every step: planes up to
-1024 made a goldcape step 2.5x slower on a 2-core CPU and, at 4000 steps, gave no better held-out
-PSNR (16.6 vs 16.8 dB, bench/NOTES.md "Real captures"), so within the CPU budget of ``fast`` and
-``default`` the finest level stays at 256; ``best`` (longer schedules) sizes up to 1024."""
+parameters, all of which Adam updates and grid_sample's backward zeroes at every step. 512 at
+``default``: on fox (wants 1747 cells) held out 26.95 -> 28.19 dB and on toy_static (wants 554)
+27.97 -> 29.78 dB, same steps, for 18-22% more time a step (2026-12-02, bench/NOTES.md "Session
+12"); ``bench/results/sharpness.md`` shows why: 256 cells put 6.8 pixels of fox in a cell, whose
+photos seen through such cells score 26.7 dB. 1024 made a goldcape step 2.5x slower and, at 4000
+steps, gave no better held-out PSNR (16.6 vs 16.8 dB, bench/NOTES.md "Real captures"), so only
+``best`` (longer schedules) sizes up to 1024; ``fast`` keeps 256."""
 
 COARSEST = 32
 BACKGROUND_RESOLUTIONS = [32, 64, 128, 256]

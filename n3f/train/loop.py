@@ -121,6 +121,23 @@ def renderer_from_init(init: str | Path, feature_dim: int) -> tuple[Renderer, di
     return renderer, meta
 
 
+def split_pretrained(groups: list[dict[str, Any]], feature_ids: set[int], factor: float) -> list[dict[str, Any]]:
+    """Optimiser groups with every parameter outside ``feature_ids`` moved to a twin group at
+    ``factor`` times its learning rate: distillation fine-tunes the already fitted field gently
+    (``TrainConfig.pretrained_lr_factor``) while the new feature branch learns at full rate."""
+    out = []
+    for g in groups:
+        new = [p for p in g["params"] if id(p) in feature_ids]
+        old = [p for p in g["params"] if id(p) not in feature_ids]
+        rest = {k: v for k, v in g.items() if k not in ("params", "lr", "name")}
+        name = g.get("name", "params")
+        if new:
+            out.append({**rest, "params": new, "lr": g["lr"], "name": name})
+        if old:
+            out.append({**rest, "params": old, "lr": g["lr"] * factor, "name": f"{name} (pretrained)"})
+    return out
+
+
 def lr_lambda(cfg: TrainConfig):
     """Learning-rate factor per step: linear warm-up, then cosine annealing to ``lr_final_factor``."""
     def f(step: int) -> float:
@@ -260,6 +277,9 @@ class Trainer:
         groups = self.renderer.field.param_groups(cfg.lr)
         if self.renderer.background is not None:
             groups.append({"params": list(self.renderer.background.parameters()), "lr": cfg.lr, "name": "background"})
+        self.feature_ids = {id(p) for p in self.renderer.feature_parameters()}
+        if self.stage == "distill" and cfg.pretrained_lr_factor != 1.0:
+            groups = split_pretrained(groups, self.feature_ids, cfg.pretrained_lr_factor)
         cameras = self.renderer.pose_offsets
         # distillation keeps the RGB stage's camera corrections: they are not trained again
         self.fixed_ids = {id(p) for p in cameras.parameters()} if cameras is not None and self.stage == "distill" else set()
@@ -281,7 +301,6 @@ class Trainer:
         self.meta = model_meta(self.renderer, self.scene.timestamps, self.train_frames, stage=self.stage, scene=self.scene.name)
         self.with_features = self.stage == "distill"
         self.outputs = ("rgb", "features") if self.with_features else ("rgb",)
-        self.feature_ids = {id(p) for p in self.renderer.feature_parameters()}
         self.freeze_steps = cfg.freeze_steps if self.with_features else 0
         self.loss_weights = self.renderer.field.loss_weights(cfg)
         self.amp = cfg.amp and self.device.type == "cuda"

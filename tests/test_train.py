@@ -122,9 +122,9 @@ def test_distillation_moves_the_fitted_field_at_the_pretrained_rate(scenes, tmp_
     assert 0.0 < moved[0.1] < 0.3 * moved[1.0], moved  # Adam's steps scale with the rate
 
 
-def test_grid_distillation_defaults_to_the_rgb_stages_final_rate():
-    cfg = TrainConfig().resolved("distill")
-    assert cfg.pretrained_lr_factor == pytest.approx(TrainConfig().lr_final_factor)
+def test_grid_distillation_defaults_to_a_lower_rate_for_the_fitted_field():
+    assert 0 < TrainConfig().resolved("distill").pretrained_lr_factor < 1
+    assert TrainConfig().resolved("rgb").pretrained_lr_factor == 1.0
     assert TrainConfig(field="neuraldiff").resolved("distill").pretrained_lr_factor == 1.0
     assert TrainConfig(pretrained_lr_factor=0.5).resolved("distill").pretrained_lr_factor == 0.5
 

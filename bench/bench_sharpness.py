@@ -91,7 +91,21 @@ def measure_scene(scene: SceneStore) -> dict:
     }
 
 
+def table(head: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown table: the first column left-aligned, the others right-aligned."""
+    return ["| " + " | ".join(head) + " |", "| --- | " + " | ".join("---:" for _ in head[1:]) + " |",
+            *("| " + " | ".join(r) + " |" for r in rows)]
+
+
 def markdown(res: dict) -> str:
+    scenes = res["scenes"].items()
+    blur = table(["scene", "image", "held-out frames", *(f"blur {s} px" for s in SIGMAS)],
+                 [[name, f"{sc['image_size'][1]}x{sc['image_size'][0]}", str(sc["val_frames"]),
+                   *(f"{sc['blur_psnr'][str(s)]:.2f}" for s in SIGMAS)] for name, sc in scenes])
+    cells = table(["scene", "cells for one pixel", *(f"finest {r}: px per cell / PSNR" for r in FINEST)],
+                  [[name, f"{sc['cells_for_one_pixel']:.0f}",
+                    *(f"{sc['cells'][str(r)]['pixels_per_cell']:.1f} / {sc['cells'][str(r)]['psnr']:.2f}" for r in FINEST)]
+                   for name, sc in scenes])
     lines = [
         "# How sharp a render must be: held-out photos against blurred copies of themselves",
         "",
@@ -99,23 +113,14 @@ def markdown(res: dict) -> str:
         "held-out frames, at the resolution training sees. Nothing is rendered: these are photos scored "
         "against degraded copies of themselves, i.e. renders with perfect geometry that are only blurrier.",
         "",
-        "| scene | image | held-out frames | " + " | ".join(f"blur {s} px" for s in SIGMAS) + " |",
-        "| --- | --- | ---: | " + " | ".join("---:" for _ in SIGMAS) + " |",
-    ]
-    for name, sc in res["scenes"].items():
-        h, w = sc["image_size"]
-        lines.append(f"| {name} | {w}x{h} | {sc['val_frames']} | " + " | ".join(f"{sc['blur_psnr'][str(s)]:.2f}" for s in SIGMAS) + " |")
-    lines += [
+        *blur,
         "",
         "Through the cells of a finest plane level (`n3f.fields.sizing`: cells per axis of the field's cube for "
-        "one cell per pixel at the scene centre; the `grid` field's `fast`/`default` finest level is 256):",
+        "one cell per pixel at the scene centre; the `grid` field's finest level is capped at 256 / 512 / 1024 "
+        "cells for quality `fast` / `default` / `best`):",
         "",
-        "| scene | cells for one pixel | " + " | ".join(f"finest {r}: px per cell / PSNR" for r in FINEST) + " |",
-        "| --- | ---: | " + " | ".join("---:" for _ in FINEST) + " |",
+        *cells,
     ]
-    for name, sc in res["scenes"].items():
-        lines.append(f"| {name} | {sc['cells_for_one_pixel']:.0f} | " + " | ".join(
-            f"{sc['cells'][str(r)]['pixels_per_cell']:.1f} / {sc['cells'][str(r)]['psnr']:.2f}" for r in FINEST) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -193,7 +193,14 @@ def _llff_c2w(poses_bounds: np.ndarray) -> np.ndarray:
 
 @pytest.mark.slow
 def test_photo_sfm_matches_llff_poses_on_goldcape(goldcape: Path, tmp_path: Path, caplog) -> None:
-    """25 consecutive real photos (+2 junk images that must be dropped)."""
+    """25 consecutive real photos (+2 junk images that must be dropped).
+
+    COLMAP's multi-threaded matching and RANSAC are not bit-reproducible across
+    machines even with a fixed seed: on one CI machine a single real photo
+    (IMG_5909) failed to register where it registers here.  So the test asserts
+    what a user relies on -- junk is always dropped and named, at most one real
+    photo in 25 is lost, and every registered pose is accurate -- not an exact count.
+    """
     all_images = sorted((goldcape / "images_8").iterdir())
     gt = dict(zip((p.name for p in all_images), _llff_c2w(np.load(goldcape / "poses_bounds.npy"))))
     images = tmp_path / "images"
@@ -204,8 +211,10 @@ def test_photo_sfm_matches_llff_poses_on_goldcape(goldcape: Path, tmp_path: Path
 
     with caplog.at_level("WARNING"):
         scene = load_images_with_sfm(images, tmp_path / "work", name="goldcape", matcher="sequential")
-    assert "2 of 27 frames" in caplog.text
-    assert len(scene.frame_names) == 25 and all(n.startswith("IMG_") for n in scene.frame_names)
+    dropped = 27 - len(scene.frame_names)
+    assert all(n.startswith("IMG_") for n in scene.frame_names), "a junk image was registered"
+    assert len(scene.frame_names) >= 24, f"only {len(scene.frame_names)} of 25 real photos registered"
+    assert f"{dropped} of 27 frames" in caplog.text and "noise_3_00.png" in caplog.text
     err = rotation_errors_deg(scene.c2w, np.stack([gt[n] for n in scene.frame_names]))
     print(f"goldcape 25 photos: rotation error max {err.max():.3f} median {np.median(err):.3f} deg")
     assert err.max() < 2.0

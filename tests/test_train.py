@@ -412,6 +412,28 @@ def test_trainer_steps_compose_to_run_training(scenes, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_distortion_loss_defaults_on_for_grid_in_bounded_spaces_only(scenes, tmp_path):
+    """distortion_lambda left unset: 0.01 for grid in the synthetic scene's bounded space, in both
+    stages; off when the same scene's rays run to the far end of an unbounded space, or for another
+    field; a value the user gives is kept (n3f.fields.sizing.distortion_default)."""
+    from n3f.fields.sizing import BOUNDED_DISTORTION
+    from n3f.train.loop import Trainer
+
+    def resolved(stage, cfg, **kw):
+        t = Trainer(stage, scenes["static"], tmp_path / f"{stage}{len(list(tmp_path.iterdir()))}", cfg, **kw)
+        t.setup()
+        return t.cfg.distortion_lambda
+
+    cfg = TrainConfig(steps=2, **{**SMALL, "batch_rays": 64, "eval_frames": 1})
+    assert resolved("rgb", cfg) == BOUNDED_DISTORTION > 0
+    pretrain_rgb(scenes["static"], tmp_path / "rgb", cfg)
+    assert resolved("distill", cfg, features_path=scenes["static_features"], init=tmp_path / "rgb") == BOUNDED_DISTORTION
+    assert resolved("rgb", replace(cfg, space={"unbounded": True})) == 0.0
+    assert resolved("rgb", replace(cfg, field="neuraldiff")) == 0.0
+    assert resolved("rgb", replace(cfg, distortion_lambda=0.0)) == 0.0
+    assert resolved("rgb", replace(cfg, distortion_lambda=0.003)) == 0.003
+
+
 def test_config_check_reads_nested_settings_of_every_block():
     """The dry run's check: a field's own keys in a shared or per-field block pass (the field is
     only known when the stage runs), typos and bad values are refused with their place."""

@@ -28,7 +28,7 @@ from n3f.fields.settings import (
     check_overrides,
     settings_for,
 )
-from n3f.fields.sizing import QUALITIES
+from n3f.fields.sizing import QUALITIES, distortion_default
 from n3f.render.settings import BACKGROUNDS, SamplerConfig, SpaceOverrides
 from n3f.settings import parse, setting
 
@@ -163,8 +163,9 @@ class TrainConfig:
     """NeuralDiff: weight of the moving streams' rendered opacity (None: per field and stage)."""
     uncertainty_loss: bool = False
     """NeuralDiff: NeRF-W colour loss weighted by the rendered beta (off: it cost 3-4 dB, bench/NOTES.md)."""
-    distortion_lambda: float = setting(0.0, min=0)
-    """mip-NeRF 360 distortion loss on the fine weights (0: off)."""
+    distortion_lambda: float | None = setting(None, min=0)
+    """mip-NeRF 360 distortion loss on the fine weights (0: off; None: per field and scene space,
+    ``n3f.fields.sizing.distortion_default``: 0.01 for ``grid`` in a bounded space, else 0)."""
     frames_per_step: int = setting(16, min=1)
     """Rays of one step come from this many random training frames."""
     frame_cache: int = setting(256, min=1)
@@ -233,11 +234,13 @@ class TrainConfig:
             return self.sampler
         return SamplerConfig.for_field(FIELD_SETTINGS[self.field], self.sampler, f"{where}.sampler")
 
-    def resolved(self, stage: str = "rgb", where: str = "training settings", train_pixels: int | None = None) -> "TrainConfig":
+    def resolved(self, stage: str = "rgb", where: str = "training settings", train_pixels: int | None = None,
+                 space: Mapping[str, Any] | None = None) -> "TrainConfig":
         """Fill per-field (and per-stage: distillation is shorter) defaults for the settings left
         at None, and the field's complete settings and sampler for the overrides given.
 
-        ``grid``'s steps follow ``quality`` and the scene's ``train_pixels`` (:func:`grid_rgb_steps`)."""
+        ``grid``'s steps follow ``quality`` and the scene's ``train_pixels`` (:func:`grid_rgb_steps`);
+        ``distortion_lambda`` follows the scene's ``space`` (``SceneSpace.to_dict()``; without one, 0)."""
         if self.field not in FIELD_DEFAULTS:
             raise N3FInputError(f"field '{self.field}' unknown; use one of {sorted(FIELD_DEFAULTS)}.")
         d = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -253,6 +256,8 @@ class TrainConfig:
             d["freeze_steps"] = min(1000, d["steps"] // 4)
         if d["pretrained_lr_factor"] is None:
             d["pretrained_lr_factor"] = 1.0
+        if d["distortion_lambda"] is None:
+            d["distortion_lambda"] = distortion_default(self.field, space) if space is not None else 0.0
         d["field_config"] = self.field_settings(where)
         d["sampler"] = self.sampler_settings(where)
         return TrainConfig(**d)

@@ -173,7 +173,7 @@ def training_loss(
         parts["feature_mse"] = fmse.item()
     for name, value in out.get("losses", {}).items():
         loss = loss + extra_weights[name] * value
-    if cfg.distortion_lambda:  # computed only when asked for: off by default
+    if cfg.distortion_lambda:  # computed only when on (n3f.fields.sizing.distortion_default)
         loss = loss + cfg.distortion_lambda * distortion_loss(out["weights"], out["s_edges"])
     parts["loss"] = loss.item()
     return loss, parts
@@ -256,7 +256,7 @@ class Trainer:
         self.requested = cfg.to_dict()  # as asked for: what a resumed run must agree with
         h, w = self.scene.image_size
         pixels = len(self.scene.split("train")) * h * w
-        self.cfg = cfg = replace(cfg.resolved(self.stage, train_pixels=pixels), field_config=self.renderer.field.settings)
+        self.cfg = cfg = replace(cfg.resolved(self.stage, train_pixels=pixels, space=self.renderer.space.to_dict()), field_config=self.renderer.field.settings)
         validate(cfg, "training settings")
         self.renderer.to(self.device).train()
         if self.stage == "distill" and cfg.feature_init:

@@ -165,7 +165,7 @@ class TrainConfig:
     """NeuralDiff: NeRF-W colour loss weighted by the rendered beta (off: it cost 3-4 dB, bench/NOTES.md)."""
     distortion_lambda: float | None = setting(None, min=0)
     """mip-NeRF 360 distortion loss on the fine weights (0: off; None: per field and scene space,
-    ``n3f.fields.sizing.distortion_default``: 0.01 for ``grid`` in a bounded space, else 0)."""
+    ``n3f.fields.sizing.distortion_default``: 0.001 for ``grid`` in a bounded space, else 0)."""
     frames_per_step: int = setting(16, min=1)
     """Rays of one step come from this many random training frames."""
     frame_cache: int = setting(256, min=1)

@@ -413,7 +413,7 @@ def test_trainer_steps_compose_to_run_training(scenes, tmp_path):
 
 
 def test_distortion_loss_defaults_on_for_grid_in_bounded_spaces_only(scenes, tmp_path):
-    """distortion_lambda left unset: 0.01 for grid in the synthetic scene's bounded space, in both
+    """distortion_lambda left unset: BOUNDED_DISTORTION for grid in the synthetic scene's bounded space, in both
     stages; off when the same scene's rays run to the far end of an unbounded space, or for another
     field; a value the user gives is kept (n3f.fields.sizing.distortion_default)."""
     from n3f.fields.sizing import BOUNDED_DISTORTION

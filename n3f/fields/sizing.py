@@ -131,8 +131,9 @@ def distortion_default(field: str, space: Mapping[str, Any]) -> float:
     Why: fine planes fitted to colour alone paint texture at a wrong depth (the shape-radiance
     ambiguity), which the 3D segment and amodal products inherit; the loss keeps each ray's
     weight compact (object removal loses by it: see :data:`BOUNDED_DISTORTION`). Only where
-    measured to help: the ``grid`` field in a bounded ``contract`` space (scenes with exact bounds). Not for unbounded spaces, whose rays run to
-    :data:`n3f.render.space.UNBOUNDED_FAR` radii: there 0.01 pulled goldcape's weight into few
-    samples, wrongly (-4.7 dB held out); not for ``ndc`` or the other fields, where it is unmeasured."""
+    measured to help: the ``grid`` field in a bounded ``contract`` space (scenes with exact bounds).
+    Not for unbounded spaces, whose rays run to :data:`n3f.render.space.UNBOUNDED_FAR` radii: there
+    0.01 pulled goldcape's weight into few samples, wrongly (-4.7 dB held out); not for ``ndc`` or
+    the other fields, where it is unmeasured."""
     bounded = space.get("kind", "contract") == "contract" and not space.get("unbounded", False)
     return BOUNDED_DISTORTION if field == "grid" and bounded else 0.0

@@ -33,7 +33,7 @@ def selection_settings(args: argparse.Namespace) -> "SelectionSettings":
 
     return parse(SelectionSettings, {"objects": args.objects, "feature_threshold": args.feature_threshold,
                                      "density_threshold": args.density_threshold, "locality": args.locality,
-                                     "descriptor": args.descriptor}, "selection")
+                                     "descriptor": args.descriptor, "enclose": args.enclose}, "selection")
 
 
 def run_segment3d(args: argparse.Namespace) -> None:
@@ -82,7 +82,7 @@ def run_query(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     products = QueryProducts(max_side=args.max_side, frames=args.frames, novel=args.novel,
-                             video_frames=args.video_frames, locality=args.locality)
+                             video_frames=args.video_frames, locality=args.locality, enclose=args.enclose)
     inputs = load_inputs(args.scene, args.features, args.model, args.device, chunk=args.chunk, ground_truth=False)
     inputs.downscale = downscale_for(inputs.store.image_size, products.max_side)
     s = run_query(inputs, spec, args.out, where=args.where, products=products)
@@ -98,7 +98,7 @@ def _positive(text: str) -> float:
 
 
 def _common(p: argparse.ArgumentParser, max_frames: int) -> None:
-    from n3f.tasks.defaults import DENSITY_THRESHOLD, DESCRIPTOR, DESCRIPTORS, FEATURE_THRESHOLD, LOCALITY
+    from n3f.tasks.defaults import DENSITY_THRESHOLD, DESCRIPTOR, DESCRIPTORS, ENCLOSE, FEATURE_THRESHOLD, LOCALITY
 
     p.add_argument("--scene", required=True, help="synthetic scene store (needs attrs geometry/synthetic)")
     p.add_argument("--features", required=True, help="teacher feature store")
@@ -118,6 +118,9 @@ def _common(p: argparse.ArgumentParser, max_frames: int) -> None:
                      help="select by features alone, anywhere in the scene (the paper's selection)")
     p.add_argument("--descriptor", choices=list(DESCRIPTORS), default=DESCRIPTOR,
                    help="features the query descriptor is averaged from (query-frame mask)")
+    p.add_argument("--no-enclose", dest="enclose", action="store_false", default=ENCLOSE,
+                   help="select only the matching samples, not also the dense cells they enclose (an object's "
+                        "inside, whose features are untrained)")
     p.add_argument("--max-frames", type=int, default=max_frames, help="evaluation frames per object")
     p.add_argument("--chunk", type=int, default=None, help="rays per render pass (default: 512 on CPU, 16384 on GPU)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
@@ -164,6 +167,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     qloc.add_argument("--locality", type=_positive, default=_LOCALITY, metavar="MARGIN",
                       help="3D region margin around the query's surface (normalised units; default: %(default)s)")
     qloc.add_argument("--no-locality", dest="locality", action="store_const", const=None)
+    q.add_argument("--no-enclose", dest="enclose", action="store_false", default=d.enclose,
+                   help="3D selection of matching samples only, not also the dense cells they enclose")
     q.add_argument("--chunk", type=int, default=None, help="rays per render pass")
     q.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
     q.add_argument("--device")

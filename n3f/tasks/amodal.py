@@ -126,7 +126,7 @@ def evaluate_amodal(
         "task": "amodal",
         "scene": st.name,
         "descriptor_source": selection.descriptor,
-        "selection": selection_info(selection.locality),
+        "selection": selection_info(selection.locality, selection.enclose),
         "thresholds": {**selection.thresholds(), "opacity": opacity_threshold,
                        "baseline": "best of grid per (object, frame)", "grid": list(BASELINE_GRID)},
         "objects": rows,

@@ -16,6 +16,7 @@ OPACITY_THRESHOLD = 0.5  # a pixel is back-projected / counted as covered at thi
 FEATURE_THRESHOLD = None  # None: calibrated per object (n3f.tasks.selection.calibrate_on_query)
 DENSITY_THRESHOLD = 0.1  # per normalised unit: <1% opacity over 0.1 units; sparser samples never match
 LOCALITY = 0.15  # normalised units: region margin around the query's surface points (None: features only)
+ENCLOSE = True  # also select the dense cells the matching samples enclose (n3f.tasks.volume); needs LOCALITY
 DESCRIPTORS = ("n3f", "teacher")  # where a query descriptor's features come from (rendered N3F / teacher)
 DESCRIPTOR = "n3f"
 TOLERANCE = 0.03  # normalised units: 3D segmentation distance tolerance (~1.5 pixels at 64 x 48)

@@ -112,7 +112,7 @@ def evaluate_editing(
         "task": "edit",
         "scene": st.name,
         "descriptor_source": selection.descriptor,
-        "selection": selection_info(selection.locality),
+        "selection": selection_info(selection.locality, selection.enclose),
         "thresholds": selection.thresholds(),
         "psnr_cap": PSNR_CAP,
         "objects": rows,

@@ -163,6 +163,8 @@ def run_query(inputs: Inputs, spec: QuerySpec, out_dir: str | Path, *, where: st
     calib = calibrate_on_query(inputs, spec.name, q, desc, products.density_threshold, products.opacity_threshold,
                                region=region, surface=surface)
     oq = ObjectQuery(spec.name, -1, q, desc, float(calib["threshold"]), products.density_threshold, calib, region)
+    if products.enclose:
+        oq = oq.enclosed(inputs)
     log.info("%s: frame %d, %s region of %d px; 3D feature threshold %.2f (IoU %.3f on the query frame)",
              spec.name, q, spec.kind, int(full_mask.sum()), oq.threshold, calib.get("iou", float("nan")))
 

@@ -31,7 +31,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from n3f.errors import N3FInputError
-from n3f.tasks.defaults import DENSITY_THRESHOLD, LOCALITY, OPACITY_THRESHOLD
+from n3f.tasks.defaults import DENSITY_THRESHOLD, ENCLOSE, LOCALITY, OPACITY_THRESHOLD
 
 QUERY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 QUERY_KEYS = ("name", "frame", "mask", "box", "point", "annotation", "radius")
@@ -243,5 +243,7 @@ class QueryProducts:
     fps: int = 8
     locality: float | None = LOCALITY
     """Margin of the 3D region around the query's surface (normalised units; None: features only)."""
+    enclose: bool = ENCLOSE
+    """Also select the dense samples inside the matching ones (:mod:`n3f.tasks.volume`; needs ``locality``)."""
     density_threshold: float = DENSITY_THRESHOLD
     opacity_threshold: float = OPACITY_THRESHOLD

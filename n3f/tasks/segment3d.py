@@ -110,7 +110,7 @@ def evaluate_segment3d(
         "task": "segment3d",
         "scene": st.name,
         "descriptor_source": selection.descriptor,
-        "selection": selection_info(selection.locality),
+        "selection": selection_info(selection.locality, selection.enclose),
         "frames": frames,
         "n_points": int(len(cloud.points)),
         "thresholds": {**selection.thresholds(), "opacity": opacity_threshold},

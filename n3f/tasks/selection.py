@@ -19,7 +19,9 @@ samples by this module's rule only, so they cannot drift apart:
   dilation, not a tight fit, so that it also covers the object's hidden side.
 * Rule: feature within the threshold, density above ``density_threshold``
   (features in empty space are unsupervised) and, with locality, inside the
-  region; :meth:`ObjectQuery.modifier` applies it in the renderer,
+  region. With ``enclose`` (the default; needs locality), also every dense
+  sample in a cell that matching cells surround (:mod:`n3f.tasks.volume`): an
+  object's inside keeps untrained features, and removal must take it too; :meth:`ObjectQuery.modifier` applies it in the renderer,
   :meth:`ObjectQuery.matches` to given points.
 
 These settings are one :class:`~n3f.tasks.settings.SelectionSettings`
@@ -30,7 +32,7 @@ defaults are in ``bench/NOTES.md`` ("Task selection defaults").
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -41,6 +43,7 @@ from n3f.tasks.common import Inputs, query_frame, task_objects
 from n3f.tasks.defaults import DENSITY_THRESHOLD, OPACITY_THRESHOLD
 from n3f.tasks.descriptors import normalise, query_descriptor
 from n3f.tasks.settings import AUTO, SelectionSettings  # noqa: F401  (AUTO: re-exported, as before)
+from n3f.tasks.volume import EnclosedVolume, enclosed_volume
 
 log = logging.getLogger(__name__)
 
@@ -177,16 +180,22 @@ class Region:
 
 
 def feature_matches(world: torch.Tensor, out: dict[str, torch.Tensor], descriptor: torch.Tensor, threshold: float,
-                    density_threshold: float = 0.0, region: Region | None = None) -> torch.Tensor:
-    """(P,) bool: feature within ``threshold`` of ``descriptor``, density above ``density_threshold``, in ``region``."""
-    match = (feature_distance(out["features"], descriptor) < threshold) & (out["density"] > density_threshold)
+                    density_threshold: float = 0.0, region: Region | None = None,
+                    volume: EnclosedVolume | None = None) -> torch.Tensor:
+    """(P,) bool: feature within ``threshold`` of ``descriptor``, density above ``density_threshold``, in ``region``;
+    or, given the object's enclosed ``volume``, dense and in one of its enclosed cells."""
+    dense = out["density"] > density_threshold
+    match = (feature_distance(out["features"], descriptor) < threshold) & dense
+    if volume is not None:
+        match |= dense & volume.contains(world)
     if region is not None:
         match &= region.contains(world)
     return match
 
 
 def feature_modifier(descriptor: np.ndarray, threshold: float, keep: bool, density_threshold: float = 0.0,
-                     region: Region | None = None) -> Callable[[torch.Tensor, dict[str, torch.Tensor]], torch.Tensor]:
+                     region: Region | None = None, volume: EnclosedVolume | None = None
+                     ) -> Callable[[torch.Tensor, dict[str, torch.Tensor]], torch.Tensor]:
     """Density modifier: keep only (``keep=True``) or zero (``keep=False``) the density of matching samples.
 
     A sample matches when the cosine distance of its field feature to
@@ -198,7 +207,7 @@ def feature_modifier(descriptor: np.ndarray, threshold: float, keep: bool, densi
     desc = torch.as_tensor(np.asarray(descriptor, np.float32))
 
     def modifier(world: torch.Tensor, out: dict[str, torch.Tensor]) -> torch.Tensor:
-        match = feature_matches(world, out, desc, threshold, density_threshold, region)
+        match = feature_matches(world, out, desc, threshold, density_threshold, region, volume)
         return (match if keep else ~match).to(out["density"].dtype)
 
     if keep and region is not None:  # nothing outside the region is kept: the renderer skips it (exact)
@@ -380,14 +389,16 @@ def descriptor(inputs: Inputs, obj: str, source: str = "n3f") -> tuple[np.ndarra
     return query_descriptor(np.asarray(feats, np.float32), mask).astype(np.float32), q
 
 
-def selection_info(locality: float | None) -> dict[str, Any]:
+def selection_info(locality: float | None, enclose: bool = False) -> dict[str, Any]:
     """How samples were selected, for the task JSONs (``"selection"``)."""
     if locality is None:
-        return {"mode": "features", "locality": None,
+        return {"mode": "features", "locality": None, "enclose": False,
                 "rule": "feature distance < threshold and density > density threshold, anywhere (the paper's)"}
-    return {"mode": "features+locality", "locality": float(locality),
-            "rule": "feature distance < threshold and density > density threshold, within `locality` "
-                    "(normalised units) of the query frame's object surface points"}
+    rule = ("feature distance < threshold and density > density threshold, within `locality` "
+            "(normalised units) of the query frame's object surface points")
+    if enclose:
+        rule += "; or dense and in a cell of that region that matching cells enclose on 5 of 6 sides"
+    return {"mode": "features+locality", "locality": float(locality), "enclose": bool(enclose), "rule": rule}
 
 
 @dataclass
@@ -402,10 +413,24 @@ class ObjectQuery:
     density_threshold: float
     calibration: dict[str, Any] = field(default_factory=dict)  # empty for a fixed threshold
     region: Region | None = None  # None: features-only selection (no locality)
+    volume: EnclosedVolume | None = None  # the region's cells its matching samples enclose (None: matches only)
 
     def modifier(self, keep: bool) -> Callable:
         """Renderer density modifier keeping only (``keep``) or removing this object's samples."""
-        return feature_modifier(self.descriptor, self.threshold, keep, self.density_threshold, self.region)
+        return feature_modifier(self.descriptor, self.threshold, keep, self.density_threshold, self.region,
+                                self.volume)
+
+    def enclosed(self, inputs: Inputs) -> "ObjectQuery":
+        """This query with its :class:`~n3f.tasks.volume.EnclosedVolume` (needs a region; at the query frame)."""
+        if self.region is None or len(self.region.points) == 0 or not self.threshold > 0:
+            return self
+        desc = torch.as_tensor(self.descriptor)
+
+        def matches(world: torch.Tensor, out: dict[str, torch.Tensor]) -> torch.Tensor:
+            return feature_matches(world, out, desc, self.threshold, self.density_threshold, self.region)
+
+        volume = enclosed_volume(inputs.renderer, self.region, self.frame, matches, self.density_threshold)
+        return replace(self, volume=volume)
 
     def render_edit(self, inputs: Inputs, frame, keep: bool) -> dict[str, np.ndarray]:
         """Render a view (a stored frame or a :class:`~n3f.tasks.common.View`) with only this object kept
@@ -448,7 +473,7 @@ class ObjectQuery:
                "density": torch.as_tensor(np.asarray(density, np.float32))}
         return feature_matches(torch.as_tensor(np.asarray(points, np.float32)), out,
                                torch.as_tensor(self.descriptor), self.threshold, self.density_threshold,
-                               self.region).numpy()
+                               self.region, self.volume).numpy()
 
     def row(self) -> dict[str, Any]:
         """The fields every task's per-object row starts with."""
@@ -457,6 +482,8 @@ class ObjectQuery:
             out["calibration"] = self.calibration
         if self.region is not None:
             out["region"] = self.region.summary()
+        if self.volume is not None:
+            out["enclosed_volume"] = self.volume.summary()
         return out
 
 
@@ -492,6 +519,7 @@ def object_queries(inputs: Inputs, selection: SelectionSettings = SelectionSetti
                      "" if region is None else f" within {locality:g} of the object")
         else:
             calib, thr = {}, float(feature_threshold)
-        queries.append(ObjectQuery(obj, inputs.store.object_names.index(obj), q, desc, float(thr),
-                                   float(density_threshold), calib, region))
+        oq = ObjectQuery(obj, inputs.store.object_names.index(obj), q, desc, float(thr), float(density_threshold),
+                         calib, region)
+        queries.append(oq.enclosed(inputs) if selection.enclose else oq)
     return queries, notes

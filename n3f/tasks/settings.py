@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from n3f.settings import setting
-from n3f.tasks.defaults import DENSITY_THRESHOLD, DESCRIPTOR, DESCRIPTORS, FEATURE_THRESHOLD, LOCALITY
+from n3f.tasks.defaults import DENSITY_THRESHOLD, DESCRIPTOR, DESCRIPTORS, ENCLOSE, FEATURE_THRESHOLD, LOCALITY
 
 AUTO = "calibrated per object on field features at the query frame's surface points"
 
@@ -32,6 +32,8 @@ class SelectionSettings:
     """Samples at most this dense never match (their features are unsupervised); per normalised unit."""
     locality: float | None = setting(LOCALITY, min=0, min_exclusive=True)
     """Only samples within this of the query frame's object surface match (normalised; None: the paper's, features only)."""
+    enclose: bool = ENCLOSE
+    """Also select the dense samples inside the object's matching ones (its unseen inside; needs ``locality``)."""
     descriptor: str = setting(DESCRIPTOR, choices=DESCRIPTORS)
     """Features the query descriptor is averaged from in the query-frame mask: rendered N3F, or the teacher's."""
 

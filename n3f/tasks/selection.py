@@ -21,7 +21,8 @@ samples by this module's rule only, so they cannot drift apart:
   (features in empty space are unsupervised) and, with locality, inside the
   region. With ``enclose`` (the default; needs locality), also every dense
   sample in a cell that matching cells surround (:mod:`n3f.tasks.volume`): an
-  object's inside keeps untrained features, and removal must take it too; :meth:`ObjectQuery.modifier` applies it in the renderer,
+  object's inside keeps untrained features, and removal must take it too.
+  :meth:`ObjectQuery.modifier` applies the rule in the renderer,
   :meth:`ObjectQuery.matches` to given points.
 
 These settings are one :class:`~n3f.tasks.settings.SelectionSettings`
@@ -426,8 +427,8 @@ class ObjectQuery:
             return self
         desc = torch.as_tensor(self.descriptor)
 
-        def matches(world: torch.Tensor, out: dict[str, torch.Tensor]) -> torch.Tensor:
-            return feature_matches(world, out, desc, self.threshold, self.density_threshold, self.region)
+        def matches(world: torch.Tensor, out: dict[str, torch.Tensor]) -> torch.Tensor:  # world: region points
+            return feature_matches(world, out, desc, self.threshold, self.density_threshold)
 
         volume = enclosed_volume(inputs.renderer, self.region, self.frame, matches, self.density_threshold)
         return replace(self, volume=volume)

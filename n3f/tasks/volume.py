@@ -26,7 +26,7 @@ above, so removal also takes the floor in that layer, one cell thick
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -62,13 +62,18 @@ class EnclosedVolume:
     lo: np.ndarray  # (3,) corner of the first cell
     cell: float  # cell size (normalised units)
     enclosed: np.ndarray  # (X, Y, Z) bool
+    _on_device: dict = field(default_factory=dict, repr=False, compare=False)
 
     def contains(self, world: torch.Tensor) -> torch.Tensor:
         """(..., 3) normalised points -> (...) bool: the point lies in an enclosed cell."""
         flat = world.reshape(-1, 3)
-        enclosed = torch.as_tensor(self.enclosed, device=flat.device)
-        dims = torch.tensor(self.enclosed.shape, device=flat.device)
-        ijk = torch.floor((flat - torch.as_tensor(self.lo, dtype=flat.dtype, device=flat.device)) / self.cell).long()
+        key = (flat.device, flat.dtype)
+        if key not in self._on_device:  # called for every chunk of samples a render takes: move the grid once
+            self._on_device[key] = (torch.as_tensor(self.enclosed, device=flat.device),
+                                    torch.tensor(self.enclosed.shape, device=flat.device),
+                                    torch.as_tensor(self.lo, dtype=flat.dtype, device=flat.device))
+        enclosed, dims, lo = self._on_device[key]
+        ijk = torch.floor((flat - lo) / self.cell).long()
         inside = ((ijk >= 0) & (ijk < dims)).all(-1)
         out = torch.zeros(len(flat), dtype=torch.bool, device=flat.device)
         idx = ijk[inside]
@@ -87,7 +92,8 @@ def enclosed_volume(renderer: Any, region: Any, frame: int,
     """The enclosed cells of ``region`` (a :class:`~n3f.tasks.selection.Region`) in the field of ``renderer``.
 
     The field is queried at the centre of every cell in the region (at ``frame``'s
-    codes); ``matches(points, outputs)`` says which match the object. A cell is enclosed when it is dense
+    codes); ``matches(points, outputs)`` says which match the object (it is given region points only, so it
+    need not test the region again). A cell is enclosed when it is dense
     (above ``density_threshold``) and matching cells lie beyond it on :data:`MIN_SIDES` sides.
     """
     pts = region.points

@@ -111,7 +111,8 @@ class GridFieldConfig(FieldSettings):
     cube's central box ``|u| <= bg_split``: the contracted background of an unbounded scene.
     Empty: one set of planes for all space. Why: a tri-plane projects every point along an axis
     onto the same cell, so without it the room above and below an object shares the object's cells.
-    Not given in a config: on for unbounded (object-layout) scenes at quality ``best`` (n3f/fields/sizing.py)."""
+    Not given in a config: none at any quality (measured not to pay on goldcape and fox:
+    n3f/fields/sizing.py BACKGROUND_QUALITIES); set ``bg_split`` with it (the space's ``inner``)."""
     bg_split: float = setting(1.0, min=0, max=1, min_exclusive=True)
     """With ``bg_resolutions``: half-width of the central box the geometry planes are stretched
     over; points outside it use the background planes (without: the planes span the whole cube)."""

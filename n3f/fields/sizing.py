@@ -7,9 +7,9 @@ of it the contracted background) had cells of 0.016 units: each cell covered
 ~18 pixels of the object. Here the finest level of the geometry planes is set
 so that a cell covers about one pixel at the typical camera distance (capped
 per quality level, because on a CPU every plane cell costs optimiser time at
-every step), and at ``best`` unbounded scenes get separate background planes,
-so the room behind an object does not share its cells (bench/NOTES.md, "Real
-captures").
+every step). Separate background planes for the contracted shell of unbounded
+scenes (``bg_resolutions``) are built but off by default: measured, they did not pay
+(:data:`BACKGROUND_QUALITIES`).
 
 Only settings the user did not give are filled in; saved models keep the
 values they were trained with (``model.pt``'s ``field_config``).
@@ -26,25 +26,29 @@ import numpy as np
 QUALITIES = ("fast", "default", "best")
 """The ``quality`` presets of the training settings."""
 
-FINEST_CAP = {"fast": 256, "default": 512, "best": 1024}
+FINEST_CAP = {"fast": 256, "default": 512, "best": 512}
 """Finest geometry plane level allowed per quality. A level of R cells costs 3 x channels x R^2
 parameters, all of which Adam updates and grid_sample's backward zeroes at every step. 512 at
 ``default``: on fox (wants 1747 cells) held out 26.95 -> 28.19 dB and on toy_static (wants 554)
 27.97 -> 29.78 dB, same steps, for 18-22% more time a step (2026-12-02, bench/NOTES.md "Session
 12"); ``bench/results/sharpness.md`` shows why: 256 cells put 6.8 pixels of fox in a cell, whose
 photos seen through such cells score 26.7 dB. 1024 made a goldcape step 2.5x slower and, at 4000
-steps, gave no better held-out PSNR (16.6 vs 16.8 dB, bench/NOTES.md "Real captures"), so only
-``best`` (longer schedules) sizes up to 1024; ``fast`` keeps 256."""
+steps, gave no better held-out PSNR (16.6 vs 16.8 dB, bench/NOTES.md "Real captures"); on fox,
+``best`` with 1024 cells and background planes held out 26.8 dB at 11138 RGB steps against
+``default``'s 28.5 (session 16), and trailed ``default``'s planes by 0.8 dB on training batches at
+4000 of 30000 steps (session 17), so ``best`` keeps 512 and buys its gain with rays
+(n3f/train/config.py GRID_PIXEL_SHARE); ``fast`` keeps 256. Users with a GPU can still set
+``geo_resolutions`` themselves."""
 
 COARSEST = 32
 BACKGROUND_RESOLUTIONS = [32, 64, 128, 256]
 """Background planes of unbounded scenes: the contracted shell holds everything beyond the
 linear region at coarsening resolution anyway."""
-BACKGROUND_QUALITIES = ("best",)
-"""Qualities whose unbounded scenes get background planes by default. Not ``fast``/``default``:
-on goldcape they changed training PSNR by +0.05 dB over 8000 steps (noise) for 0.9M more
-parameters (bench/NOTES.md "Real captures"); ``best``'s finer planes are where sharing cells
-with the room costs most."""
+BACKGROUND_QUALITIES: tuple[str, ...] = ()
+"""Qualities whose unbounded scenes get background planes by default: none. On goldcape they
+changed training PSNR by +0.05 dB over 8000 steps (noise) for 0.9M more parameters (bench/NOTES.md
+"Real captures"); on fox, background planes with the geometry planes' 512 cells over the central
+box only held out 27.47 dB at 11138 RGB steps against 28.50 without (bench/NOTES.md "Session 17")."""
 
 
 def pixel_footprint(c2w: np.ndarray, intrinsics: np.ndarray, centre: np.ndarray) -> float:

@@ -60,17 +60,19 @@ GRID_SCHEDULES: dict[str, tuple[int, int, int]] = {
 }
 """``grid`` schedules per quality: (fewest, most) RGB steps and distillation steps. Between the two
 bounds the RGB steps follow the scene: :data:`GRID_PIXEL_SHARE` of its training pixels, one ray
-each. The lower bounds are the old fixed 4000 (built-in scenes keep their schedule); the upper ones
+each, at the quality's share. The lower bounds are the old fixed 4000 (built-in scenes keep their schedule); the upper ones
 keep goldcape (21.6M training pixels) within the 15-minute budget of a 2-core CPU: ``default``'s
 12000 was sized on the 2026-12-02 VM, where a goldcape step took 19 ms (46 ms on session 5's
 slower one, where it was 10000; bench/NOTES.md "Session 11")."""
 
-GRID_PIXEL_SHARE = 0.5
-"""Rays of RGB training per training pixel, before the bounds of :data:`GRID_SCHEDULES`. Tuned on
-fox (5.7M training pixels; 0.1 gave it the fewest, 4000 steps): 4000 -> 12000 steps of 256 rays
-lifted its held-out PSNR 25.45 -> 27.16 dB, while goldcape, capped by the upper bound either way,
-gains little from more rays (bench/NOTES.md "Session 11"). Built-in scenes (under 1M pixels) stay
-at the lower bound."""
+GRID_PIXEL_SHARE: dict[str, float] = {"fast": 0.5, "default": 0.5, "best": 1.5}
+"""Rays of RGB training per training pixel, per quality, before the bounds of :data:`GRID_SCHEDULES`.
+0.5 tuned on fox (5.7M training pixels; 0.1 gave it the fewest, 4000 steps): 4000 -> 12000 steps of
+256 rays lifted its held-out PSNR 25.45 -> 27.16 dB, while goldcape, capped by the upper bound either
+way, gains little from more rays (bench/NOTES.md "Session 11"). ``best`` buys its gain with rays, not
+planes: on fox 30000 steps (its 1.5 share, capped) at ``default``'s planes held out 29.51 dB after RGB
+against 28.50 at 11138 steps, where bigger planes at the same steps lost 1.0-1.7 dB (bench/NOTES.md
+"Session 17"). Built-in scenes (under 1M pixels) stay at the lower bounds."""
 
 
 def grid_rgb_steps(quality: str, train_pixels: int | None, batch_rays: int) -> int:
@@ -78,7 +80,7 @@ def grid_rgb_steps(quality: str, train_pixels: int | None, batch_rays: int) -> i
     lo, hi, _ = GRID_SCHEDULES[quality]
     if train_pixels is None:
         return lo
-    return int(min(hi, max(lo, round(GRID_PIXEL_SHARE * train_pixels / max(batch_rays, 1)))))
+    return int(min(hi, max(lo, round(GRID_PIXEL_SHARE[quality] * train_pixels / max(batch_rays, 1)))))
 
 
 STEP_COST: dict[str, float] = {"grid": 1.0, "neuraldiff": 2.4}
@@ -133,9 +135,10 @@ class TrainConfig:
     feature_dim: int = setting(64, min=1)
     """Feature channels of an RGB-stage field; distillation takes the feature store's channels."""
     quality: str = setting("default", choices=QUALITIES)
-    """fast / default / best for the grid field: its RGB steps (GRID_SCHEDULES, between bounds they
-    follow the scene's pixel count) and the cap on its finest plane level, which is otherwise sized
-    from the scene (n3f/fields/sizing.py FINEST_CAP). Measured figures: bench/NOTES.md."""
+    """fast / default / best for the grid field: its RGB steps (GRID_SCHEDULES; between bounds they
+    follow the scene's pixel count, GRID_PIXEL_SHARE rays per pixel: best 3x default's) and the cap
+    on its finest plane level, which is otherwise sized from the scene (n3f/fields/sizing.py
+    FINEST_CAP: 256 / 512 / 512). Measured figures: bench/NOTES.md."""
     steps: int | None = setting(None, min=1)
     """Optimiser steps (None: per field and stage, FIELD_DEFAULTS)."""
     batch_rays: int | None = setting(None, min=1)

@@ -59,11 +59,12 @@ GRID_SCHEDULES: dict[str, tuple[int, int, int]] = {
     "best": (8000, 30000, 4000),
 }
 """``grid`` schedules per quality: (fewest, most) RGB steps and distillation steps. Between the two
-bounds the RGB steps follow the scene: :data:`GRID_PIXEL_SHARE` of its training pixels, one ray
-each, at the quality's share. The lower bounds are the old fixed 4000 (built-in scenes keep their schedule); the upper ones
-keep goldcape (21.6M training pixels) within the 15-minute budget of a 2-core CPU: ``default``'s
-12000 was sized on the 2026-12-02 VM, where a goldcape step took 19 ms (46 ms on session 5's
-slower one, where it was 10000; bench/NOTES.md "Session 11")."""
+bounds the RGB steps follow the scene: the quality's :data:`GRID_PIXEL_SHARE` of its training
+pixels, one ray each. The lower bounds are the old fixed 4000 (built-in scenes keep their
+schedule); the upper ones keep goldcape (21.6M training pixels) within the 15-minute budget of a
+2-core CPU at ``default``: its 12000 was sized on the 2026-12-02 VM, where a goldcape step took
+19 ms (46 ms on session 5's slower one, where it was 10000; bench/NOTES.md "Session 11"). ``best``
+may take longer (fox and goldcape: about 30 minutes, bench/NOTES.md "Session 17")."""
 
 GRID_PIXEL_SHARE: dict[str, float] = {"fast": 0.5, "default": 0.5, "best": 1.5}
 """Rays of RGB training per training pixel, per quality, before the bounds of :data:`GRID_SCHEDULES`.
@@ -71,8 +72,9 @@ GRID_PIXEL_SHARE: dict[str, float] = {"fast": 0.5, "default": 0.5, "best": 1.5}
 256 rays lifted its held-out PSNR 25.45 -> 27.16 dB, while goldcape, capped by the upper bound either
 way, gains little from more rays (bench/NOTES.md "Session 11"). ``best`` buys its gain with rays, not
 planes: on fox 30000 steps (its 1.5 share, capped) at ``default``'s planes held out 29.51 dB after RGB
-against 28.50 at 11138 steps, where bigger planes at the same steps lost 1.0-1.7 dB (bench/NOTES.md
-"Session 17"). Built-in scenes (under 1M pixels) stay at the lower bounds."""
+against 28.50 at 11138 steps, where bigger planes at the same steps lost 1.0-1.7 dB; toy_static at
+``best``'s lower bound (8000 steps) 31.2 against 29.1 dB; goldcape, capped, gained nothing (17.3 dB at
+every quality; bench/NOTES.md "Session 17"). Built-in scenes (under 1M pixels) stay at the lower bounds."""
 
 
 def grid_rgb_steps(quality: str, train_pixels: int | None, batch_rays: int) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from n3f.fields.sizing import BACKGROUND_QUALITIES, FINEST_CAP, grid_defaults, levels_up_to, pixel_footprint
+from n3f.fields.sizing import FINEST_CAP, grid_defaults, levels_up_to, pixel_footprint
 from n3f.train.config import GRID_PIXEL_SHARE, GRID_SCHEDULES, TrainConfig, grid_rgb_steps
 
 
@@ -33,11 +33,10 @@ def test_finest_level_follows_the_pixel_footprint_within_the_quality_cap(focal, 
     space = {"kind": "contract", "radius": 0.5, "centre": [0, 0, 0], "inner": 0.5, "unbounded": True}
     d = grid_defaults(space, c2w, k, (100, 100), quality)
     assert d["geo_resolutions"] == levels_up_to(finest) and d["geo_resolutions"][0] == 32
-    if quality in BACKGROUND_QUALITIES:  # unbounded: the background gets its own planes
-        assert d["bg_resolutions"] and d["bg_split"] == 0.5
-    else:
-        assert "bg_resolutions" not in d
-    bounded = grid_defaults({**space, "unbounded": False}, c2w, k, (100, 100), quality)
+    assert "bg_resolutions" not in d  # background planes only when asked for
+    asked = grid_defaults(space, c2w, k, (100, 100), quality, background=True)
+    assert asked["bg_resolutions"] and asked["bg_split"] == 0.5  # unbounded: the shell gets its own planes
+    bounded = grid_defaults({**space, "unbounded": False}, c2w, k, (100, 100), quality, background=True)
     assert "bg_resolutions" not in bounded
 
 

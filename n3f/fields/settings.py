@@ -112,7 +112,8 @@ class GridFieldConfig(FieldSettings):
     Empty: one set of planes for all space. Why: a tri-plane projects every point along an axis
     onto the same cell, so without it the room above and below an object shares the object's cells.
     Not given in a config: none at any quality (measured not to pay on goldcape and fox:
-    n3f/fields/sizing.py BACKGROUND_QUALITIES); set ``bg_split`` with it (the space's ``inner``)."""
+    n3f/fields/sizing.py BACKGROUND_RESOLUTIONS). Given, on an unbounded scene: ``bg_split`` defaults
+    to the space's ``inner`` and the geometry planes are sized for the central box."""
     bg_split: float = setting(1.0, min=0, max=1, min_exclusive=True)
     """With ``bg_resolutions``: half-width of the central box the geometry planes are stretched
     over; points outside it use the background planes (without: the planes span the whole cube)."""

@@ -8,8 +8,8 @@ of it the contracted background) had cells of 0.016 units: each cell covered
 so that a cell covers about one pixel at the typical camera distance (capped
 per quality level, because on a CPU every plane cell costs optimiser time at
 every step). Separate background planes for the contracted shell of unbounded
-scenes (``bg_resolutions``) are built but off by default: measured, they did not pay
-(:data:`BACKGROUND_QUALITIES`).
+scenes are off by default (measured, they did not pay: :data:`BACKGROUND_RESOLUTIONS`); a
+config that asks for them (``bg_resolutions``) gets the split and the geometry planes sized for it.
 
 Only settings the user did not give are filled in; saved models keep the
 values they were trained with (``model.pt``'s ``field_config``).
@@ -42,13 +42,11 @@ steps, gave no better held-out PSNR (16.6 vs 16.8 dB, bench/NOTES.md "Real captu
 
 COARSEST = 32
 BACKGROUND_RESOLUTIONS = [32, 64, 128, 256]
-"""Background planes of unbounded scenes: the contracted shell holds everything beyond the
-linear region at coarsening resolution anyway."""
-BACKGROUND_QUALITIES: tuple[str, ...] = ()
-"""Qualities whose unbounded scenes get background planes by default: none. On goldcape they
-changed training PSNR by +0.05 dB over 8000 steps (noise) for 0.9M more parameters (bench/NOTES.md
-"Real captures"); on fox, background planes with the geometry planes' 512 cells over the central
-box only held out 27.47 dB at 11138 RGB steps against 28.50 without (bench/NOTES.md "Session 17")."""
+"""Background planes of unbounded scenes, when asked for (the contracted shell holds everything
+beyond the linear region at coarsening resolution anyway). Off by default at every quality: on
+goldcape they changed training PSNR by +0.05 dB over 8000 steps (noise) for 0.9M more parameters
+(bench/NOTES.md "Real captures"); on fox, with the geometry planes' 512 cells over the central box
+only, they held out 27.47 dB at 11138 RGB steps against 28.50 without (bench/NOTES.md "Session 17")."""
 
 
 def pixel_footprint(c2w: np.ndarray, intrinsics: np.ndarray, centre: np.ndarray) -> float:
@@ -74,12 +72,13 @@ def levels_up_to(finest: int) -> list[int]:
 
 
 def grid_defaults(space: Mapping[str, Any], c2w: np.ndarray, intrinsics: np.ndarray, image_size: tuple[int, int],
-                  quality: str = "default") -> dict[str, Any]:
+                  quality: str = "default", background: bool = False) -> dict[str, Any]:
     """Scene-sized defaults of the grid field's geometry planes, for a scene space (``SceneSpace.to_dict()``).
 
     * contract spaces: the linear region (radius ``radius``) fills the central box of
       half-width ``inner``; the finest level puts one cell per pixel footprint there.
-      Unbounded ones also get background planes for the shell.
+      With ``background`` (asked for by the config), unbounded ones also get background
+      planes for the shell, and the geometry planes span the central box only.
     * ndc (forward-facing): x and y are image coordinates of the reference camera, so
       one cell per pixel of the wider image side.
     """
@@ -88,7 +87,7 @@ def grid_defaults(space: Mapping[str, Any], c2w: np.ndarray, intrinsics: np.ndar
     radius = float(np.max(space["radius"]))
     footprint = pixel_footprint(c2w, intrinsics, np.asarray(space["centre"], float))
     wanted = 2.0 * radius / max(footprint, 1e-9)
-    if space.get("unbounded") and quality in BACKGROUND_QUALITIES:  # the geometry planes span the central box only
+    if space.get("unbounded") and background:  # the geometry planes span the central box only
         out: dict[str, Any] = {"bg_resolutions": list(BACKGROUND_RESOLUTIONS), "bg_split": float(space["inner"])}
     else:  # they span the whole cube, of which the linear region fills the central ``inner``
         out, wanted = {}, wanted / float(space["inner"])

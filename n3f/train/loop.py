@@ -90,7 +90,8 @@ def scene_field_settings(scene: SceneStore, cfg: TrainConfig, space: SceneSpace)
     given = cfg.field_config.to_dict() if isinstance(cfg.field_config, FieldSettings) else dict(cfg.field_config)
     if cfg.field != "grid" or isinstance(cfg.field_config, FieldSettings):
         return cfg.field_settings()
-    sized = grid_defaults(space.to_dict(), scene.c2w, scene.intrinsics, scene.image_size, cfg.quality)
+    sized = grid_defaults(space.to_dict(), scene.c2w, scene.intrinsics, scene.image_size, cfg.quality,
+                          background=bool(given.get("bg_resolutions")))
     sized["appearance_dim"] = appearance_default(scene.attrs.get("source"))
     return settings_for(cfg.field, {**sized, **given}, "training settings.field_config")
 
